@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Completion queues and completion channels.
+ *
+ * A CQ is a power-of-two ring under a mutex: producers are the progress thread and application
+ * threads that complete sends they transmitted themselves; consumers poll. Arming is one-shot,
+ * as in verbs: the first completion after ibv_req_notify_cq (or the first solicited/error one
+ * with solicited_only) writes the CQ's user pointer into its channel's pipe and disarms.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "priv.h"
+
+static uint32_t pow2_at_least(uint32_t n)
+{
+	uint32_t p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+static void ctx_obj(struct eng_ctx *ctx, int delta)
+{
+	pthread_mutex_lock(&ctx->lock);
+	ctx->nobjs += (unsigned)delta;
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+/* ---- channels -------------------------------------------------------------------------------- */
+
+struct eng_channel *eng_channel_create(struct eng_ctx *ctx)
+{
+	struct eng_channel *ch;
+	int p[2];
+
+	if (!ctx) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		int e = errno;
+
+		free(ch);
+		errno = e;
+		return NULL;
+	}
+	/* The writer is a producer thread: never block it (a full pipe means the app sleeps). */
+	fcntl(p[1], F_SETFL, O_NONBLOCK);
+	ch->ctx = ctx;
+	ch->rd = p[0];
+	ch->wr = p[1];
+	ctx_obj(ctx, 1);
+	return ch;
+}
+
+int eng_channel_destroy(struct eng_channel *ch)
+{
+	if (!ch)
+		return EINVAL;
+	if (atomic_load(&ch->refs))
+		return EBUSY;
+	close(ch->rd);
+	close(ch->wr);
+	ctx_obj(ch->ctx, -1);
+	free(ch);
+	return 0;
+}
+
+int eng_channel_fd(const struct eng_channel *ch)
+{
+	return ch->rd;
+}
+
+int eng_channel_get_event(struct eng_channel *ch, void **cq_user)
+{
+	ssize_t r;
+
+	do
+		r = read(ch->rd, cq_user, sizeof(*cq_user));
+	while (r < 0 && errno == EINTR);
+	if (r == (ssize_t)sizeof(*cq_user))
+		return 0;
+	return r < 0 ? errno : EIO;
+}
+
+/* ---- completion queues ---------------------------------------------------------------------- */
+
+struct eng_cq *eng_cq_create(struct eng_ctx *ctx, int cqe, struct eng_channel *ch, void *user)
+{
+	struct eng_cq *cq;
+
+	if (!ctx || cqe < 1 || cqe > ENG_MAX_CQE || (ch && ch->ctx != ctx)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	cq = calloc(1, sizeof(*cq));
+	if (!cq) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	cq->size = pow2_at_least((uint32_t)cqe);
+	cq->ring = calloc(cq->size, sizeof(*cq->ring));
+	if (!cq->ring) {
+		free(cq);
+		errno = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_init(&cq->lock, NULL);
+	cq->ctx = ctx;
+	cq->ch = ch;
+	cq->user = user;
+	if (ch)
+		atomic_fetch_add(&ch->refs, 1);
+	ctx_obj(ctx, 1);
+	return cq;
+}
+
+int eng_cq_destroy(struct eng_cq *cq)
+{
+	if (!cq)
+		return EINVAL;
+	if (atomic_load(&cq->refs))
+		return EBUSY;
+	if (cq->ch)
+		atomic_fetch_sub(&cq->ch->refs, 1);
+	ctx_obj(cq->ctx, -1);
+	pthread_mutex_destroy(&cq->lock);
+	free(cq->ring);
+	free(cq);
+	return 0;
+}
+
+int eng_cq_size(const struct eng_cq *cq)
+{
+	return (int)cq->size;
+}
+
+int eng_cq_resize(struct eng_cq *cq, int cqe)
+{
+	struct eng_cqe *ring;
+	uint32_t size, used;
+
+	if (!cq || cqe < 1 || cqe > ENG_MAX_CQE)
+		return EINVAL;
+	size = pow2_at_least((uint32_t)cqe);
+	ring = calloc(size, sizeof(*ring));
+	if (!ring)
+		return ENOMEM;
+	pthread_mutex_lock(&cq->lock);
+	used = cq->tail - cq->head;
+	if (used > size) {
+		pthread_mutex_unlock(&cq->lock);
+		free(ring);
+		return EINVAL; /* the new size must hold what is queued */
+	}
+	for (uint32_t i = 0; i < used; i++)
+		ring[i] = cq->ring[(cq->head + i) & (cq->size - 1)];
+	free(cq->ring);
+	cq->ring = ring;
+	cq->size = size;
+	cq->head = 0;
+	cq->tail = used;
+	pthread_mutex_unlock(&cq->lock);
+	return 0;
+}
+
+void eng_cq_push(struct eng_cq *cq, const struct eng_cqe *cqe)
+{
+	bool notify = false, overflow = false;
+
+	pthread_mutex_lock(&cq->lock);
+	if (cq->tail - cq->head == cq->size) {
+		/* No room: the consumer let the CQ overflow (verbs: CQ error, async event). */
+		overflow = !cq->overflow;
+		cq->overflow = true;
+	} else {
+		cq->ring[cq->tail++ & (cq->size - 1)] = *cqe;
+		if (cq->armed == ARM_NEXT ||
+		    (cq->armed == ARM_SOLICITED &&
+		     (cqe->solicited || cqe->status != ENG_WC_SUCCESS))) {
+			cq->armed = 0;
+			notify = cq->ch != NULL;
+		}
+	}
+	pthread_mutex_unlock(&cq->lock);
+	if (notify) {
+		void *u = cq->user;
+		ssize_t r;
+
+		do
+			r = write(cq->ch->wr, &u, sizeof(u));
+		while (r < 0 && errno == EINTR);
+	}
+	if (overflow) {
+		eng_err("CQ overflow: completions lost (the CQ is smaller than the work posted)");
+		eng_ctx_async_event(cq->ctx, ENG_EVENT_CQ_ERR, cq);
+	}
+}
+
+int eng_cq_poll(struct eng_cq *cq, int n, struct eng_cqe *out)
+{
+	int got = 0;
+
+	pthread_mutex_lock(&cq->lock);
+	while (got < n && cq->head != cq->tail)
+		out[got++] = cq->ring[cq->head++ & (cq->size - 1)];
+	pthread_mutex_unlock(&cq->lock);
+	return got;
+}
+
+int eng_cq_arm(struct eng_cq *cq, bool solicited_only)
+{
+	if (!cq)
+		return EINVAL;
+	pthread_mutex_lock(&cq->lock);
+	/* NEXT wins over SOLICITED when both are asked for before an event. */
+	if (cq->armed != ARM_NEXT)
+		cq->armed = solicited_only ? ARM_SOLICITED : ARM_NEXT;
+	pthread_mutex_unlock(&cq->lock);
+	return 0;
+}

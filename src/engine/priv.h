@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Engine internals shared by its files: the objects behind engine.h and the rules for who may
+ * touch what.
+ *
+ * Locks, always taken in this order:
+ *	qp->rx_lock	the receive side (core rx, RQ consumer, ORQ consumer). Held by the progress
+ *			thread while it reads from the socket, and by whoever flushes the QP.
+ *	qp->lock	the send side (SQ, core tx, batch, IRQ consumer, ORQ producer) and the state.
+ *	qp->rq_lock	RQ producers (post_recv) against the flush.
+ *	cq->lock	one CQ's ring and arm state. Never held while taking another lock.
+ *	ctx->lock	the context's object lists and command queue.
+ */
+#ifndef SIW_ENGINE_PRIV_H
+#define SIW_ENGINE_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "engine.h"
+#include "qp.h"
+#include "rx.h"
+#include "tx.h"
+
+/* ---- logging (SIW_LOG_LEVEL=0..4: none, error, warn, info, debug; default 1) --------------- */
+
+extern int eng_log_level;
+void eng_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define eng_err(...)  eng_log(1, __VA_ARGS__)
+#define eng_warn(...) eng_log(2, __VA_ARGS__)
+#define eng_info(...) eng_log(3, __VA_ARGS__)
+#define eng_dbg(...)                                                                               \
+	do {                                                                                       \
+		if (eng_log_level >= 4)                                                            \
+			eng_log(4, __VA_ARGS__);                                                   \
+	} while (0)
+
+/* ---- simple intrusive list ---------------------------------------------------------------- */
+
+struct eng_link {
+	struct eng_link *prev, *next;
+};
+
+static inline void link_init(struct eng_link *h)
+{
+	h->prev = h->next = h;
+}
+
+static inline void link_add(struct eng_link *h, struct eng_link *n)
+{
+	n->next = h;
+	n->prev = h->prev;
+	h->prev->next = n;
+	h->prev = n;
+}
+
+static inline void link_del(struct eng_link *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = n;
+}
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* ---- context ------------------------------------------------------------------------------ */
+
+/* Work handed to the progress thread. */
+enum eng_cmd_type {
+	ENG_CMD_SYNC,	     /* just a barrier */
+	ENG_CMD_QP_FAIL,     /* tear a QP down with cmd.err */
+	ENG_CMD_QP_TX,	     /* run the send side of a QP */
+	ENG_CMD_QP_START,    /* a QP was connected: register its socket, report established */
+	ENG_CMD_QP_CLOSE,    /* graceful disconnect */
+};
+
+struct eng_cmd {
+	struct eng_link link;
+	enum eng_cmd_type type;
+	struct eng_qp *qp;
+	int err;
+	bool done;	     /* set by the progress thread; the poster may wait on ctx->cmd_cond */
+	bool waiter;	     /* someone waits for done (the command lives on its stack) */
+};
+
+struct eng_ctx {
+	struct eng_device dev;
+	int epfd;
+	int wake_fd;	     /* eventfd: commands queued */
+	int async_rd, async_wr; /* pipe of struct eng_async_event */
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+	atomic_bool idle;    /* the progress thread sleeps in epoll_wait (quiescent) */
+	atomic_uint_fast64_t seen_epoch;
+	pid_t pid;	     /* creator; a forked child may not use the context */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cmd_cond;
+	struct eng_link cmds;
+	struct eng_link qps;
+	unsigned nobjs;	     /* PDs, CQs, channels, QPs, SRQs alive */
+
+	uint8_t *staging;    /* progress thread only: reads from sockets land here */
+	size_t staging_size;
+	struct eng_link ctx_link;
+};
+
+/* Queues a command for the progress thread. wait: block until it ran. */
+void eng_ctx_post(struct eng_ctx *ctx, struct eng_cmd *cmd, bool wait);
+/* Queues a heap command that the progress thread frees (fire and forget). */
+int eng_ctx_post_async(struct eng_ctx *ctx, enum eng_cmd_type type, struct eng_qp *qp, int err);
+void eng_ctx_async_event(struct eng_ctx *ctx, enum eng_event_type type, void *obj);
+bool eng_in_progress_thread(const struct eng_ctx *ctx);
+bool eng_forked(const struct eng_ctx *ctx);
+
+/* Waits until every progress thread has passed a quiescent point after now (deregistration). */
+void eng_quiesce(void);
+
+/* ---- protection domains and memory ------------------------------------------------------- */
+
+struct eng_pd {
+	struct eng_ctx *ctx;
+	uint32_t id;
+	atomic_int refs;     /* MRs, QPs, SRQs */
+};
+
+struct eng_mr {
+	struct eng_pd *pd;
+	uint32_t stag;
+	void *addr;
+	size_t len;
+};
+
+/* Resolves an STag for the core (any thread). 0 or SIW_ERR_MEM_STAG. */
+int eng_mr_lookup(uint32_t stag, struct siw_mem_ref *ref);
+/* Invalidates an STag of PD pd (SEND with Invalidate). 0 or SIW_ERR_MEM_*. */
+int eng_mr_invalidate(uint32_t stag, uint32_t pd);
+
+/* ---- completion queues ------------------------------------------------------------------- */
+
+struct eng_channel {
+	struct eng_ctx *ctx;
+	int rd, wr;	     /* pipe of CQ user pointers */
+	atomic_int refs;
+};
+
+struct eng_cq {
+	struct eng_ctx *ctx;
+	pthread_mutex_t lock;
+	struct eng_cqe *ring;
+	uint32_t size;	     /* power of two */
+	uint32_t head, tail; /* free-running */
+	int armed;	     /* 0, ARM_NEXT, ARM_SOLICITED */
+	bool overflow;
+	struct eng_channel *ch;
+	void *user;
+	atomic_int refs;     /* QPs using it */
+};
+
+#define ARM_NEXT      1
+#define ARM_SOLICITED 2
+
+/* Adds a completion; raises the channel event if armed for it. */
+void eng_cq_push(struct eng_cq *cq, const struct eng_cqe *cqe);
+
+/* ---- receive queues ---------------------------------------------------------------------- */
+
+struct eng_rqe {
+	uint64_t wr_id;
+	uint32_t num_sge;
+	struct siw_sge sge[]; /* max_sge entries */
+};
+
+/* A single-producer (post_recv, under plock) single-consumer (rx) ring of receive WRs. */
+struct eng_rq {
+	pthread_mutex_t plock; /* producers */
+	uint8_t *mem;
+	uint32_t size;	       /* power of two */
+	uint32_t slot;	       /* bytes per entry */
+	uint32_t max_sge;
+	atomic_uint head;      /* consumer */
+	atomic_uint tail;      /* producer */
+	bool flushed;	       /* under plock: posting completes at once with FLUSH_ERR */
+};
+
+static inline struct eng_rqe *rq_entry(struct eng_rq *rq, uint32_t i)
+{
+	return (struct eng_rqe *)(rq->mem + (size_t)(i & (rq->size - 1)) * rq->slot);
+}
+
+int eng_rq_init(struct eng_rq *rq, uint32_t wr, uint32_t max_sge);
+void eng_rq_fini(struct eng_rq *rq);
+
+struct eng_srq {
+	struct eng_ctx *ctx;
+	struct eng_pd *pd;
+	pthread_mutex_t lock;  /* consumers (several QPs) */
+	struct eng_rq rq;
+	uint32_t limit;	       /* SRQ_LIMIT_REACHED when the count drops below (0: off) */
+	void *user;
+	atomic_int refs;
+};
+
+/* ---- queue pairs ------------------------------------------------------------------------- */
+
+struct eng_wqe {
+	uint64_t wr_id;
+	uint8_t opcode;	     /* enum eng_wr_opcode */
+	uint8_t flags;	     /* enum eng_send_flags */
+	uint8_t done;	     /* transmitted / moved to the ORQ: the slot may be reused */
+	uint8_t signaled;
+	uint16_t num_sge;
+	uint32_t len;	     /* payload bytes */
+	uint32_t imm_or_inv;
+	uint32_t rkey;
+	uint64_t raddr;
+	uint64_t compare_add, swap;
+	struct siw_sge sge[]; /* num_sge entries, or inline data when ENG_SEND_INLINE */
+};
+
+/* An outstanding RDMA READ we sent (ORQ), waiting for its response. */
+struct eng_orq {
+	uint64_t wr_id;
+	bool signaled;
+	bool internal;	     /* the RFC 6581 READ RTR: no work request behind it */
+	uint32_t sink_stag;
+	uint64_t sink_to;
+	uint32_t len;
+};
+
+/* An inbound RDMA READ to answer (IRQ). */
+struct eng_irq {
+	struct siw_read_req req;
+};
+
+/* What the send side is transmitting now. */
+enum eng_tx_kind {
+	TXK_NONE,
+	TXK_SQ,
+	TXK_IRQ,
+	TXK_TERM,
+	TXK_RTR,
+};
+
+struct eng_txc {
+	size_t end;	     /* batch byte offset after which the message is in TCP */
+	enum eng_tx_kind kind;
+	uint32_t sq_idx;
+};
+
+struct eng_qp {
+	struct eng_ctx *ctx;
+	struct eng_pd *pd;
+	struct eng_cq *scq, *rcq;
+	struct eng_srq *srq;
+	uint32_t qpn;
+	void *user;
+	bool sq_sig_all;
+	struct eng_qp_cap cap;
+	int access;
+	struct eng_link link;	 /* ctx->qps */
+
+	pthread_mutex_t rx_lock;
+	pthread_mutex_t lock;
+
+	/* state (under lock; read racily by diagnostics) */
+	enum siw_qp_state state;
+	enum eng_qp_state user_state; /* what verbs last set while not connected */
+	bool connected;		 /* a socket was handed over */
+	bool in_epoll;
+	bool epollout;		 /* EPOLLOUT armed */
+	bool fail_posted;
+	bool destroying;
+	int fd;
+	bool initiator;
+	struct siw_mpa_result mpa;
+	const struct eng_cm_ops *cm_ops;
+	void *cm_user;
+	bool cm_closed_sent;
+	struct sockaddr_storage local, peer;
+
+	/* send queue (under lock) */
+	uint8_t *sq_mem;
+	uint32_t sq_size, sq_slot;
+	uint32_t sq_head;	 /* next WQE to start */
+	uint32_t sq_tail;	 /* next free slot */
+	uint32_t sq_done;	 /* oldest slot not yet reusable */
+
+	/* outbound READs (producer: tx under lock; consumer: rx under rx_lock) */
+	struct eng_orq orq[ENG_MAX_ORD];
+	atomic_uint orq_head, orq_tail;
+	uint16_t ord, ird;
+
+	/* inbound READs (producer: rx; consumer: tx under lock) */
+	struct eng_irq irq[ENG_MAX_ORD];
+	atomic_uint irq_head, irq_tail;
+	unsigned irq_burst;	 /* READ RESPONSEs sent in a row while the SQ waits */
+
+	/* send side */
+	struct siw_tx tx;
+	struct siw_tx_batch *batch;
+	struct siw_iov *out;	 /* unsent part of batch->iov */
+	unsigned out_cnt;
+	size_t batch_sent;
+	struct eng_txc txc[SIW_TX_BATCH_FPDUS + 1];
+	unsigned ntxc, txc_done;
+	enum eng_tx_kind tx_kind;
+	uint32_t tx_sq_idx;
+	struct siw_iov tx_iov[ENG_MAX_SGE];
+	uint8_t term_body[SIW_MAX_HDR_LEN];
+	uint32_t term_ctrl;
+	unsigned term_len;
+	struct siw_iov term_iov;
+	bool term_pending;	 /* a TERMINATE is to be sent first */
+	bool term_sent;
+	bool rtr_tx_pending;	 /* initiator: the RTR is to be sent first */
+	bool tx_hold;		 /* nothing but TERMINATE may be sent (error / closing) */
+
+	/* receive side (under rx_lock) */
+	struct siw_rx rx;
+	struct eng_rq rq;
+	struct eng_rq *rq_active; /* the RQ (own or SRQ's) the receive in progress came from */
+	uint64_t rx_wr_id;	 /* the receive in progress */
+	struct siw_sge rx_sge[ENG_MAX_SGE]; /* its SGEs, copied out of the (shared) queue */
+	bool tx_kick;		 /* receive made send work (READ to answer, ORQ slot freed) */
+	bool rx_eof;
+
+	struct eng_qp_stats stats;
+	int err;		 /* why the QP failed */
+};
+
+static inline struct eng_wqe *sq_entry(struct eng_qp *qp, uint32_t i)
+{
+	return (struct eng_wqe *)(qp->sq_mem + (size_t)(i & (qp->sq_size - 1)) * qp->sq_slot);
+}
+
+/* qp_tx.c: runs the send side (qp->lock held). Returns 0 or a fatal error. */
+int eng_qp_tx_run(struct eng_qp *qp, unsigned budget);
+/* qp_rx.c: the socket is readable (progress thread). */
+void eng_qp_rx_ready(struct eng_qp *qp);
+extern const struct siw_rx_ops eng_rx_ops;
+/* qp.c */
+void eng_qp_fail(struct eng_qp *qp, int err); /* progress thread */
+void eng_qp_request_fail(struct eng_qp *qp, int err); /* any thread */
+void eng_qp_start(struct eng_qp *qp);		/* progress thread, ENG_CMD_QP_START */
+void eng_qp_want_write(struct eng_qp *qp, bool on); /* qp->lock held */
+void eng_qp_kick_tx(struct eng_qp *qp);		/* progress thread: run tx now */
+
+#endif

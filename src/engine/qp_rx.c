@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The receive side of a QP (progress thread, qp->rx_lock held). Two ways to read, chosen per
+ * read: when the parser is inside a large payload, readv() goes straight into the destination
+ * (the registered region or the posted receive buffer) with the staging buffer as the last iovec
+ * to catch what follows; otherwise one recv() fills the staging buffer with as many small FPDUs
+ * as the socket holds and the parser places them with one copy each. Either way payload is
+ * copied once after the kernel, and never twice.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "error.h"
+#include "priv.h"
+#include "term.h"
+
+/* Payload left in an FPDU from which reading straight into place beats a copy. */
+#define DIRECT_MIN 8192
+/* Reads per readiness event before other QPs get their turn. */
+#define RX_BUDGET 32
+
+/* ---- callbacks from the core ------------------------------------------------------------------ */
+
+static int rx_mem_lookup(void *user, uint32_t stag, struct siw_mem_ref *ref)
+{
+	(void)user;
+	return eng_mr_lookup(stag, ref);
+}
+
+static int rx_rq_begin(void *user, const struct siw_sge **sge, unsigned *n)
+{
+	struct eng_qp *qp = user;
+	struct eng_rq *rq = qp->srq ? &qp->srq->rq : &qp->rq;
+	struct eng_rqe *e;
+	uint32_t h, avail = 0;
+
+	if (qp->srq)
+		pthread_mutex_lock(&qp->srq->lock);
+	h = atomic_load_explicit(&rq->head, memory_order_relaxed);
+	if (h == atomic_load_explicit(&rq->tail, memory_order_acquire)) {
+		if (qp->srq)
+			pthread_mutex_unlock(&qp->srq->lock);
+		eng_err("QP %u: a SEND arrived with no receive posted (iWARP has no RNR retry: "
+			"the connection is terminated; post receives before the peer sends)",
+			qp->qpn);
+		return SIW_ERR_QFULL;
+	}
+	e = rq_entry(rq, h);
+	qp->rx_wr_id = e->wr_id;
+	*n = e->num_sge;
+	memcpy(qp->rx_sge, e->sge, e->num_sge * sizeof(struct siw_sge));
+	atomic_store_explicit(&rq->head, h + 1, memory_order_release);
+	if (qp->srq) {
+		avail = atomic_load(&rq->tail) - (h + 1);
+		if (qp->srq->limit && avail < qp->srq->limit) {
+			/* One-shot, as verbs: the application re-arms with ibv_modify_srq. */
+			qp->srq->limit = 0;
+			eng_ctx_async_event(qp->ctx, ENG_EVENT_SRQ_LIMIT_REACHED, qp->srq->user);
+		}
+		pthread_mutex_unlock(&qp->srq->lock);
+	}
+	qp->rq_active = rq;
+	*sge = qp->rx_sge;
+	return 0;
+}
+
+static int rx_orq_head(void *user, struct siw_orq_view *v)
+{
+	struct eng_qp *qp = user;
+	unsigned h = atomic_load_explicit(&qp->orq_head, memory_order_relaxed);
+	const struct eng_orq *o;
+
+	if (h == atomic_load_explicit(&qp->orq_tail, memory_order_acquire))
+		return SIW_ERR_STATE;
+	o = &qp->orq[h % ENG_MAX_ORD];
+	v->sink_stag = o->sink_stag;
+	v->sink_to = o->sink_to;
+	v->len = o->len;
+	return 0;
+}
+
+static int rx_place(void *user, void *dst, const void *src, size_t len)
+{
+	(void)user;
+	memcpy(dst, src, len);
+	return 0;
+}
+
+static int rx_recv_done(void *user, const struct siw_rx_recv *r)
+{
+	struct eng_qp *qp = user;
+	struct eng_cqe c = {.wr_id = qp->rx_wr_id,
+			    .status = ENG_WC_SUCCESS,
+			    .opcode = ENG_WC_RECV,
+			    .byte_len = r->len,
+			    .qp_num = qp->qpn,
+			    .solicited = r->solicited};
+
+	if (r->invalidate) {
+		c.flags = ENG_WC_WITH_INV;
+		c.imm_or_inv = r->inv_stag;
+	}
+	qp->rq_active = NULL;
+	eng_cq_push(qp->rcq, &c);
+	return 0;
+}
+
+static int rx_read_req(void *user, const struct siw_read_req *r)
+{
+	struct eng_qp *qp = user;
+	unsigned t = atomic_load_explicit(&qp->irq_tail, memory_order_relaxed);
+	unsigned depth = qp->ird ? qp->ird : 1;
+
+	/* The RFC 6581 READ RTR needs no IRD credit of its own but still gets a response. */
+	if (t - atomic_load_explicit(&qp->irq_head, memory_order_acquire) >= depth &&
+	    !(r->rtr && t - atomic_load(&qp->irq_head) < ENG_MAX_ORD)) {
+		eng_err("QP %u: the peer has more RDMA READs outstanding than the negotiated IRD "
+			"(%u)",
+			qp->qpn, qp->ird);
+		/* A READ beyond IRD finds no "buffer" on queue 1 (RFC 5040 §5.3). */
+		return SIW_ERR_TERM(TERM_LAYER_DDP, TERM_ETYPE_DDP_UNTAGGED,
+				    TERM_ECODE_DDP_U_INV_MSN_NOBUF);
+	}
+	qp->irq[t % ENG_MAX_ORD].req = *r;
+	atomic_store_explicit(&qp->irq_tail, t + 1, memory_order_release);
+	qp->tx_kick = true;
+	return 0;
+}
+
+static int rx_read_resp_done(void *user)
+{
+	struct eng_qp *qp = user;
+	unsigned h = atomic_load_explicit(&qp->orq_head, memory_order_relaxed);
+	struct eng_orq *o = &qp->orq[h % ENG_MAX_ORD];
+
+	if (!o->internal && o->signaled) {
+		struct eng_cqe c = {.wr_id = o->wr_id,
+				    .status = ENG_WC_SUCCESS,
+				    .opcode = ENG_WC_RDMA_READ,
+				    .byte_len = o->len,
+				    .qp_num = qp->qpn};
+		eng_cq_push(qp->scq, &c);
+	}
+	atomic_store_explicit(&qp->orq_head, h + 1, memory_order_release);
+	qp->tx_kick = true; /* a fenced or ORD-limited WR may go now */
+	return 0;
+}
+
+static int rx_invalidate(void *user, uint32_t stag)
+{
+	struct eng_qp *qp = user;
+
+	return eng_mr_invalidate(stag, qp->pd->id);
+}
+
+static int rx_terminate(void *user, const struct siw_term_info *t)
+{
+	struct eng_qp *qp = user;
+	char what[200];
+
+	qp->stats.terms_recv++;
+	eng_warn("QP %u: the peer sent TERMINATE: %s", qp->qpn,
+		 siw_term_describe(t, what, sizeof(what)));
+	return 0;
+}
+
+static int rx_rtr_done(void *user)
+{
+	struct eng_qp *qp = user;
+
+	/* Responder of a P2P connection: the stream is open now (RFC 6581 §6). */
+	if (qp->cm_ops && qp->cm_ops->established)
+		qp->cm_ops->established(qp->cm_user, qp);
+	qp->tx_kick = true;
+	return 0;
+}
+
+const struct siw_rx_ops eng_rx_ops = {
+	.mem_lookup = rx_mem_lookup,
+	.rq_begin = rx_rq_begin,
+	.orq_head = rx_orq_head,
+	.place = rx_place,
+	.recv_done = rx_recv_done,
+	.read_req = rx_read_req,
+	.read_resp_done = rx_read_resp_done,
+	.invalidate = rx_invalidate,
+	.terminate = rx_terminate,
+	.rtr_done = rx_rtr_done,
+};
+
+/* ---- reading ---------------------------------------------------------------------------------- */
+
+/* Reads and parses what the socket holds. Returns 0, 1 (peer closed) or a stream error. */
+static int rx_read(struct eng_qp *qp)
+{
+	uint8_t *stage = qp->ctx->staging;
+	size_t stage_len = qp->ctx->staging_size;
+
+	for (int it = 0; it < RX_BUDGET; it++) {
+		struct iovec iov[SIW_MAX_SGE + 1];
+		size_t dlen = 0, want;
+		int cnt = siw_rx_direct_iov(&qp->rx, (struct siw_iov *)iov, SIW_MAX_SGE, &dlen);
+		ssize_t n;
+
+		if (cnt > 0 && dlen >= DIRECT_MIN) {
+			/* Payload straight into place; whatever follows lands in staging. */
+			iov[cnt].iov_base = stage;
+			iov[cnt].iov_len = stage_len;
+			want = dlen + stage_len;
+			n = readv(qp->fd, iov, cnt + 1);
+		} else {
+			dlen = 0;
+			want = stage_len;
+			n = recv(qp->fd, stage, stage_len, MSG_DONTWAIT);
+		}
+		if (n == 0)
+			return 1;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			if (errno == EFAULT) {
+				eng_err("QP %u: placing into unmapped memory (a registered buffer "
+					"was freed while in use?)",
+					qp->qpn);
+				return siw_rx_fail(&qp->rx,
+						   SIW_ERR_TERM(TERM_LAYER_RDMAP,
+								TERM_ETYPE_RDMAP_CATASTROPHIC,
+								TERM_ECODE_RDMAP_UNSPECIFIED));
+			}
+			eng_info("QP %u: connection lost: %s", qp->qpn, strerror(errno));
+			return SIW_ERR_CLOSED;
+		}
+		if (dlen) {
+			size_t d = (size_t)n < dlen ? (size_t)n : dlen;
+			int err = siw_rx_direct_done(&qp->rx, d);
+
+			if (err)
+				return err;
+			if ((size_t)n > d && siw_rx_feed(&qp->rx, stage, (size_t)n - d) < 0)
+				return qp->rx.err;
+		} else if (siw_rx_feed(&qp->rx, stage, (size_t)n) < 0) {
+			return qp->rx.err;
+		}
+		if ((size_t)n < want)
+			return 0; /* drained: epoll tells us when more comes */
+	}
+	return 0;
+}
+
+void eng_qp_rx_ready(struct eng_qp *qp)
+{
+	int r;
+	bool kick;
+
+	pthread_mutex_lock(&qp->rx_lock);
+	if (qp->fd < 0 || qp->state == SIW_QP_ERROR) {
+		pthread_mutex_unlock(&qp->rx_lock);
+		return;
+	}
+	qp->tx_kick = false;
+	r = rx_read(qp);
+	kick = qp->tx_kick;
+	pthread_mutex_unlock(&qp->rx_lock);
+
+	if (kick && r == 0)
+		eng_qp_kick_tx(qp);
+	if (r == 1) {
+		/* The peer closed: a graceful disconnect unless a message was cut short. */
+		bool midway = qp->rx.state != SIW_RX_HDR || qp->rx.hdr_have;
+
+		eng_qp_fail(qp, midway ? SIW_ERR_CLOSED : 0);
+	} else if (r < 0) {
+		eng_qp_fail(qp, r);
+	}
+}
