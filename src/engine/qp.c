@@ -748,14 +748,18 @@ int eng_qp_disconnect(struct eng_qp *qp)
 {
 	if (!qp)
 		return EINVAL;
+	/* The state is written with both locks held, so either side may read it. */
+	pthread_mutex_lock(&qp->rx_lock);
 	pthread_mutex_lock(&qp->lock);
 	if (!qp->connected || qp->state == SIW_QP_ERROR) {
 		pthread_mutex_unlock(&qp->lock);
+		pthread_mutex_unlock(&qp->rx_lock);
 		return 0;
 	}
 	if (qp->state == SIW_QP_RTS)
 		qp->state = SIW_QP_CLOSING;
 	pthread_mutex_unlock(&qp->lock);
+	pthread_mutex_unlock(&qp->rx_lock);
 	if (eng_in_progress_thread(qp->ctx)) {
 		eng_qp_fail(qp, 0);
 		return 0;

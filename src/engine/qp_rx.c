@@ -254,7 +254,7 @@ static int rx_read(struct eng_qp *qp)
 void eng_qp_rx_ready(struct eng_qp *qp)
 {
 	int r;
-	bool kick;
+	bool kick, midway;
 
 	pthread_mutex_lock(&qp->rx_lock);
 	if (qp->fd < 0 || qp->state == SIW_QP_ERROR) {
@@ -264,14 +264,13 @@ void eng_qp_rx_ready(struct eng_qp *qp)
 	qp->tx_kick = false;
 	r = rx_read(qp);
 	kick = qp->tx_kick;
+	/* The peer closed: a graceful disconnect unless a message was cut short. */
+	midway = qp->rx.state != SIW_RX_HDR || qp->rx.hdr_have;
 	pthread_mutex_unlock(&qp->rx_lock);
 
 	if (kick && r == 0)
 		eng_qp_kick_tx(qp);
 	if (r == 1) {
-		/* The peer closed: a graceful disconnect unless a message was cut short. */
-		bool midway = qp->rx.state != SIW_RX_HDR || qp->rx.hdr_have;
-
 		eng_qp_fail(qp, midway ? SIW_ERR_CLOSED : 0);
 	} else if (r < 0) {
 		eng_qp_fail(qp, r);
