@@ -183,10 +183,28 @@ enum rdmap_opcode {
 #define TERM_CTRL_R	  0x00002000u /* RDMAP header included */
 #define TERM_CTRL_RSVD	  0x00001FFFu
 
-/*
- * RFC 7306 §... Atomic Request after the untagged DDP header (QN 1):
- * opcode-specific fields are filled in once PROTOCOL.md pins them; see rdmap.h.
- */
+/* RFC 7306 Immediate Data (QN 0): 8 bytes of data after the untagged DDP header. */
+#define IMM_OFF_DATA	   20
+#define IMM_HDR_LEN	   28
+
+/* RFC 7306 Atomic Request (QN 1, shares MSNs with READ REQUESTs). */
+#define AREQ_OFF_AOPCODE   20 /* 32 bits: reserved(28) | AOpCode(4) */
+#define AREQ_OFF_REQ_ID	   24
+#define AREQ_OFF_STAG	   28
+#define AREQ_OFF_TO	   32
+#define AREQ_OFF_ADD_SWAP  40 /* Add Data (FetchAdd) / Swap Data (CmpSwap) */
+#define AREQ_OFF_ADD_SWAP_MASK 48
+#define AREQ_OFF_CMP	   56
+#define AREQ_OFF_CMP_MASK  64
+#define AREQ_HDR_LEN	   72
+#define AOP_FETCH_ADD	   0x0
+#define AOP_CMP_SWAP	   0x2
+#define AOP_MASK	   0xF
+
+/* RFC 7306 Atomic Response (QN 3, own MSN sequence). */
+#define ARESP_OFF_REQ_ID   20
+#define ARESP_OFF_ORIG	   24
+#define ARESP_HDR_LEN	   32
 
 /* ---- header length per opcode -------------------------------------------------------------- */
 

@@ -65,11 +65,11 @@ static const struct opinfo opinfo[RDMAP_NUM_OPCODES] = {
 	[RDMAP_SEND_SE_INV] = {DDP_UNTAGGED_HDR_LEN, 0, RDMAP_QN_SEND, 1, 0},
 	/* The Terminate's body (copied headers) is read as part of its header. */
 	[RDMAP_TERMINATE] = {TERM_HDR_LEN, 0, RDMAP_QN_TERM, 1, 0},
-	/* RFC 7306 rows are completed with the extensions (immediate data, atomics). */
-	[RDMAP_IMM_DATA] = {0, 0, RDMAP_QN_SEND, 0, 1},
-	[RDMAP_IMM_DATA_SE] = {0, 0, RDMAP_QN_SEND, 0, 1},
-	[RDMAP_ATOMIC_REQ] = {0, 0, RDMAP_QN_READ_REQ, 0, 1},
-	[RDMAP_ATOMIC_RESP] = {0, 0, RDMAP_QN_ATOMIC_RESP, 0, 1},
+	/* RFC 7306: single-FPDU messages without payload; their data is in the header. */
+	[RDMAP_IMM_DATA] = {IMM_HDR_LEN, 0, RDMAP_QN_SEND, 0, 1},
+	[RDMAP_IMM_DATA_SE] = {IMM_HDR_LEN, 0, RDMAP_QN_SEND, 0, 1},
+	[RDMAP_ATOMIC_REQ] = {AREQ_HDR_LEN, 0, RDMAP_QN_READ_REQ, 0, 1},
+	[RDMAP_ATOMIC_RESP] = {ARESP_HDR_LEN, 0, RDMAP_QN_ATOMIC_RESP, 0, 1},
 };
 
 static inline size_t min_sz(size_t a, size_t b)
@@ -129,6 +129,21 @@ int siw_rx_fail(struct siw_rx *rx, int err)
 
 /* ---- header ---------------------------------------------------------------------------- */
 
+/* Does the engine handle this RFC 7306 opcode? */
+static bool rfc7306_handler(const struct siw_rx *rx, uint8_t op)
+{
+	switch (op) {
+	case RDMAP_IMM_DATA:
+	case RDMAP_IMM_DATA_SE:
+		return rx->ops->imm_data != NULL;
+	case RDMAP_ATOMIC_REQ:
+		return rx->ops->atomic_req != NULL;
+	case RDMAP_ATOMIC_RESP:
+		return rx->ops->atomic_resp != NULL;
+	}
+	return false;
+}
+
 /* The first 4 bytes: length, DDP control, RDMAP control. Sets hdr_need. */
 static int hdr_first(struct siw_rx *rx)
 {
@@ -149,7 +164,7 @@ static int hdr_first(struct siw_rx *rx)
 	if (rx->opcode >= RDMAP_NUM_OPCODES)
 		return rx_die(rx, E_RDMAP_OPCODE);
 	oi = &opinfo[rx->opcode];
-	if (oi->rfc7306 && (!rx->p.rfc7306 || !oi->hdr_len))
+	if (oi->rfc7306 && (!rx->p.rfc7306 || !rfc7306_handler(rx, rx->opcode)))
 		return rx_die(rx, E_RDMAP_OPCODE);
 	if (oi->tagged != rx->tagged)
 		return rx_die(rx, E_RDMAP_OPCODE);
@@ -234,8 +249,8 @@ static int hdr_tagged(struct siw_rx *rx)
 		struct siw_orq_view o;
 
 		err = rx->ops->orq_head(rx->user, &o);
-		if (err)
-			return rx_die_hdr(rx, E_RDMAP_OPCODE, false); /* answers no request */
+		if (err || o.atomic)
+			return rx_die_hdr(rx, E_RDMAP_OPCODE, false); /* answers no READ */
 		if (!rx->t_active) {
 			rx->t_active = true;
 			rx->t_opcode = RDMAP_READ_RESP;
@@ -385,6 +400,54 @@ static int hdr_read_req(struct siw_rx *rx)
 	return 0;
 }
 
+/* RFC 7306 §5: the single-FPDU messages of the extensions, checked as a whole. */
+static int hdr_rfc7306(struct siw_rx *rx)
+{
+	const uint8_t *h = rx->hdr;
+	uint32_t qn = get_be32(h + DDP_OFF_QN), msn = get_be32(h + DDP_OFF_MSN);
+	unsigned want_qn = opinfo[rx->opcode].qn;
+	bool areq = rx->opcode == RDMAP_ATOMIC_REQ;
+
+	if (qn != want_qn)
+		return rx_die_hdr(rx, E_DDP_U_QN, false);
+	if (msn != rx->msn[want_qn])
+		return rx_die_hdr(rx, E_DDP_U_MSN, false);
+	if (get_be32(h + DDP_OFF_MO) != 0)
+		return rx_die_hdr(rx, E_DDP_U_MO, false);
+	if (!rx->last || rx->payload_len)
+		return rx_die_hdr(rx, E_RDMAP_OPCODE, false);
+	/* An Immediate Data message may not cut into a SEND in progress. */
+	if (!areq && want_qn == RDMAP_QN_SEND && rx->u_active)
+		return rx_die_hdr(rx, E_RDMAP_OPCODE, false);
+	if (areq) {
+		uint8_t aop = h[AREQ_OFF_AOPCODE + 3] & AOP_MASK;
+		uint64_t to = get_be64(h + AREQ_OFF_TO);
+		struct siw_mem_ref m;
+		int err;
+
+		if (aop != AOP_FETCH_ADD && aop != AOP_CMP_SWAP)
+			return rx_die_hdr(rx, E_RDMAP_OPCODE, false);
+		/* The operand is 64 bits, naturally aligned (RFC 7306 §5.2.1). */
+		if (to & 7)
+			return rx_die_hdr(rx, siw_mem_err_to_term(SIW_ERR_MEM_BOUNDS, false), false);
+		err = rx->ops->mem_lookup(rx->user, get_be32(h + AREQ_OFF_STAG), &m);
+		if (!err)
+			err = siw_mem_check(&m, rx->p.pd, rx->p.qpn, SIW_MEM_REMOTE_ATOMIC, to, 8,
+					    &rx->t_dst);
+		if (err)
+			return rx_die_hdr(rx, siw_err_is_term(err) ? err : siw_mem_err_to_term(err, false),
+					  false);
+	}
+	if (rx->opcode == RDMAP_ATOMIC_RESP) {
+		struct siw_orq_view o;
+
+		if (rx->ops->orq_head(rx->user, &o) || !o.atomic ||
+		    o.req_id != get_be32(h + ARESP_OFF_REQ_ID))
+			return rx_die_hdr(rx, E_RDMAP_OPCODE, false); /* answers no request */
+	}
+	return 0;
+}
+
 /* The whole header is in rx->hdr: check it and resolve where the payload goes. */
 static int hdr_done(struct siw_rx *rx)
 {
@@ -402,6 +465,11 @@ static int hdr_done(struct siw_rx *rx)
 		return hdr_send(rx);
 	case RDMAP_READ_REQ:
 		return hdr_read_req(rx);
+	case RDMAP_IMM_DATA:
+	case RDMAP_IMM_DATA_SE:
+	case RDMAP_ATOMIC_REQ:
+	case RDMAP_ATOMIC_RESP:
+		return hdr_rfc7306(rx);
 	case RDMAP_TERMINATE:
 		if (get_be32(rx->hdr + DDP_OFF_QN) != RDMAP_QN_TERM)
 			return rx_die_hdr(rx, E_DDP_U_QN, false);
@@ -549,6 +617,37 @@ static int fpdu_done(struct siw_rx *rx)
 		err = rx->ops->read_req(rx->user, &r);
 		if (err)
 			return rx_die_hdr(rx, cb_err(err), true);
+		break;
+	}
+	case RDMAP_IMM_DATA:
+	case RDMAP_IMM_DATA_SE:
+		rx->msn[RDMAP_QN_SEND]++;
+		err = rx->ops->imm_data(rx->user, h + IMM_OFF_DATA, rx->opcode == RDMAP_IMM_DATA_SE);
+		break;
+	case RDMAP_ATOMIC_REQ: {
+		struct siw_atomic_req a = {
+			.aop = h[AREQ_OFF_AOPCODE + 3] & AOP_MASK,
+			.req_id = get_be32(h + AREQ_OFF_REQ_ID),
+			.stag = get_be32(h + AREQ_OFF_STAG),
+			.to = get_be64(h + AREQ_OFF_TO),
+			.add_swap = get_be64(h + AREQ_OFF_ADD_SWAP),
+			.add_swap_mask = get_be64(h + AREQ_OFF_ADD_SWAP_MASK),
+			.cmp = get_be64(h + AREQ_OFF_CMP),
+			.cmp_mask = get_be64(h + AREQ_OFF_CMP_MASK),
+			.msn = get_be32(h + DDP_OFF_MSN),
+			.target = rx->t_dst,
+		};
+		rx->msn[RDMAP_QN_READ_REQ]++;
+		err = rx->ops->atomic_req(rx->user, &a);
+		break;
+	}
+	case RDMAP_ATOMIC_RESP: {
+		struct siw_atomic_resp a = {
+			.req_id = get_be32(h + ARESP_OFF_REQ_ID),
+			.orig = get_be64(h + ARESP_OFF_ORIG),
+		};
+		rx->msn[RDMAP_QN_ATOMIC_RESP]++;
+		err = rx->ops->atomic_resp(rx->user, &a);
 		break;
 	}
 	case RDMAP_TERMINATE: {

@@ -78,11 +78,31 @@ struct siw_read_req {
 	bool rtr; /* a zero-length READ that serves as the RFC 6581 ready-to-receive message */
 };
 
-/* The READ REQUEST we sent that the next READ RESPONSE must answer (our ORQ head). */
+/* The request we sent that the next response must answer (our ORQ head). */
 struct siw_orq_view {
+	bool atomic;	   /* an RFC 7306 Atomic Request (else an RDMA READ) */
 	uint32_t sink_stag;
 	uint64_t sink_to;
 	uint32_t len;
+	uint32_t req_id;   /* atomic: the Request Identifier we sent */
+};
+
+/* An inbound RFC 7306 Atomic Request, validated: the 8-byte target may be operated on. */
+struct siw_atomic_req {
+	uint8_t aop;	   /* AOP_FETCH_ADD or AOP_CMP_SWAP */
+	uint32_t req_id;
+	uint32_t stag;
+	uint64_t to;
+	uint64_t add_swap, add_swap_mask;
+	uint64_t cmp, cmp_mask;
+	uint32_t msn;
+	uint8_t *target;   /* local address of the 8-byte-aligned operand */
+};
+
+/* An RFC 7306 Atomic Response answering our ORQ head. */
+struct siw_atomic_resp {
+	uint32_t req_id;
+	uint64_t orig;	   /* the value before the operation */
 };
 
 struct siw_term_info; /* term.h */
@@ -117,6 +137,13 @@ struct siw_rx_ops {
 	int (*rtr_done)(void *user);
 	/* Optional (may be NULL): an RDMA WRITE message was completely placed. */
 	int (*write_done)(void *user, uint32_t stag, uint64_t to, uint32_t len);
+	/*
+	 * RFC 7306, used only with p.rfc7306; a NULL callback makes its opcode unsupported
+	 * (TERMINATE "unexpected opcode"). imm: the 8 data bytes as on the wire.
+	 */
+	int (*imm_data)(void *user, const uint8_t imm[8], bool solicited);
+	int (*atomic_req)(void *user, const struct siw_atomic_req *r);
+	int (*atomic_resp)(void *user, const struct siw_atomic_resp *r);
 };
 
 enum siw_rx_state {

@@ -28,6 +28,10 @@ static const struct tx_opinfo tx_opinfo[RDMAP_NUM_OPCODES] = {
 	[RDMAP_SEND_SE] = {DDP_UNTAGGED_HDR_LEN, 0, RDMAP_QN_SEND, 1},
 	[RDMAP_SEND_SE_INV] = {DDP_UNTAGGED_HDR_LEN, 0, RDMAP_QN_SEND, 1},
 	[RDMAP_TERMINATE] = {TERM_HDR_LEN, 0, RDMAP_QN_TERM, 1},
+	[RDMAP_IMM_DATA] = {IMM_HDR_LEN, 0, RDMAP_QN_SEND, 0},
+	[RDMAP_IMM_DATA_SE] = {IMM_HDR_LEN, 0, RDMAP_QN_SEND, 0},
+	[RDMAP_ATOMIC_REQ] = {AREQ_HDR_LEN, 0, RDMAP_QN_READ_REQ, 0},
+	[RDMAP_ATOMIC_RESP] = {ARESP_HDR_LEN, 0, RDMAP_QN_ATOMIC_RESP, 0},
 };
 
 void siw_tx_init(struct siw_tx *tx, const struct siw_tx_params *p)
@@ -180,6 +184,20 @@ static void build_header(struct siw_tx *tx, uint8_t *h, unsigned hdr_len, uint32
 		put_be64(h + RREQ_OFF_SRC_TO, m->rd_src_to);
 	} else if (m->opcode == RDMAP_TERMINATE) {
 		put_be32(h + TERM_OFF_CTRL, m->term_ctrl);
+	} else if (m->opcode == RDMAP_IMM_DATA || m->opcode == RDMAP_IMM_DATA_SE) {
+		memcpy(h + IMM_OFF_DATA, m->imm, sizeof(m->imm));
+	} else if (m->opcode == RDMAP_ATOMIC_REQ) {
+		put_be32(h + AREQ_OFF_AOPCODE, m->aop & AOP_MASK);
+		put_be32(h + AREQ_OFF_REQ_ID, m->req_id);
+		put_be32(h + AREQ_OFF_STAG, m->stag);
+		put_be64(h + AREQ_OFF_TO, m->to);
+		put_be64(h + AREQ_OFF_ADD_SWAP, m->add_swap);
+		put_be64(h + AREQ_OFF_ADD_SWAP_MASK, m->add_swap_mask);
+		put_be64(h + AREQ_OFF_CMP, m->cmp);
+		put_be64(h + AREQ_OFF_CMP_MASK, m->cmp_mask);
+	} else if (m->opcode == RDMAP_ATOMIC_RESP) {
+		put_be32(h + ARESP_OFF_REQ_ID, m->req_id);
+		put_be64(h + ARESP_OFF_ORIG, m->orig);
 	}
 }
 

@@ -54,6 +54,13 @@ struct siw_tx_msg {
 	uint64_t rd_src_to;
 	/* TERMINATE: the control word; the body (header copy) is the payload */
 	uint32_t term_ctrl;
+	/* RFC 7306 Immediate Data: the 8 bytes as they go on the wire */
+	uint8_t imm[8];
+	/* RFC 7306 Atomic Request (stag/to name the remote operand) / Atomic Response */
+	uint8_t aop;
+	uint32_t req_id;
+	uint64_t add_swap, add_swap_mask, cmp, cmp_mask;
+	uint64_t orig;
 	const struct siw_iov *iov;
 	unsigned niov;
 	uint32_t len;

@@ -1350,7 +1350,7 @@ static void test_capture_corrupted(void)
 			continue;
 		}
 		for (unsigned i = 0; i < L.nconn; i++) {
-			for (unsigned n = 0; n < 12; n++) {
+			for (unsigned n = 0; n < 32; n++) {
 				flip_one(e, &L.conn[i].i2r, &L.conn[i].r2i, &seed);
 				flip_one(e, &L.conn[i].r2i, &L.conn[i].i2r, &seed);
 			}

@@ -127,7 +127,34 @@ static int tp_write_done(void *user, uint32_t stag, uint64_t to, uint32_t len)
 	return 0;
 }
 
+static int tp_imm(void *user, const uint8_t imm[8], bool se)
+{
+	struct tp_event *e = tp_ev(user, TP_EV_IMM);
+
+	memcpy(e->imm, imm, 8);
+	e->solicited = se;
+	return 0;
+}
+
+static int tp_atomic_req(void *user, const struct siw_atomic_req *r)
+{
+	tp_ev(user, TP_EV_ATOMIC_REQ)->areq = *r;
+	return 0;
+}
+
+static int tp_atomic_resp(void *user, const struct siw_atomic_resp *r)
+{
+	struct tp_peer *p = user;
+
+	p->orq_head++;
+	tp_ev(p, TP_EV_ATOMIC_RESP)->aresp = *r;
+	return 0;
+}
+
 const struct siw_rx_ops tp_ops = {
+	.imm_data = tp_imm,
+	.atomic_req = tp_atomic_req,
+	.atomic_resp = tp_atomic_resp,
 	.mem_lookup = tp_mem_lookup,
 	.rq_begin = tp_rq_begin,
 	.orq_head = tp_orq_head,

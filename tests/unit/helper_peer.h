@@ -26,12 +26,19 @@ enum tp_ev_type {
 	TP_EV_INVALIDATE,
 	TP_EV_TERM,
 	TP_EV_RTR,
+	TP_EV_IMM,
+	TP_EV_ATOMIC_REQ,
+	TP_EV_ATOMIC_RESP,
 };
 
 struct tp_event {
 	enum tp_ev_type type;
 	struct siw_rx_recv recv;
 	struct siw_read_req rreq;
+	struct siw_atomic_req areq;
+	struct siw_atomic_resp aresp;
+	uint8_t imm[8];
+	bool solicited;
 	uint32_t stag;
 	uint64_t to;
 	uint32_t len;

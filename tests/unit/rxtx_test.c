@@ -834,12 +834,124 @@ static void test_tx_segmentation(void)
 	/* The next Send carries MSN 2. */
 	n = tp_build(&tx, &m, stream, STREAM_MAX);
 	CHECK_INT(get_be32(stream + DDP_OFF_MSN), 2);
-	CHECK_INT(siw_tx_begin(&tx, &(struct siw_tx_msg){.opcode = RDMAP_IMM_DATA}), SIW_ERR_INVAL);
+	CHECK_INT(siw_tx_begin(&tx, &(struct siw_tx_msg){.opcode = 0xC}), SIW_ERR_INVAL);
 	CHECK_INT(siw_tx_begin(&tx, &(struct siw_tx_msg){.opcode = RDMAP_READ_REQ, .len = 3}),
 		  SIW_ERR_INVAL);
 }
 
-T_MAIN(T_CASE(test_tx_send_matches_kernel_siw), T_CASE(test_tx_read_resp_matches_kernel_siw),
+/* ---- RFC 7306 -------------------------------------------------------------------------------- */
+
+static void test_rfc7306_round_trip(void)
+{
+	static struct tp_peer p;
+	struct siw_tx tx;
+	struct siw_tx_params tp = {.crc = true};
+	struct siw_rx_params rp = {.pd = 7, .qpn = 3, .crc = true, .rfc7306 = true};
+	uint64_t target[2] = {0, 0};
+	struct siw_tx_msg imm = {.opcode = RDMAP_IMM_DATA_SE, .imm = {1, 2, 3, 4, 5, 6, 7, 8}};
+	struct siw_tx_msg areq = {.opcode = RDMAP_ATOMIC_REQ,
+				  .aop = AOP_CMP_SWAP,
+				  .req_id = 0xabc,
+				  .add_swap = 0x1111,
+				  .add_swap_mask = ~0ull,
+				  .cmp = 0x2222,
+				  .cmp_mask = ~0ull};
+	struct siw_tx_msg aresp = {.opcode = RDMAP_ATOMIC_RESP, .req_id = 0x77, .orig = 0x123456789ull};
+	size_t used = 0;
+	long n;
+
+	tp_init(&p, &rp);
+	siw_tx_init(&tx, &tp);
+	areq.stag = tp_add_mr(&p, target, sizeof(target),
+			      SIW_MEM_LOCAL_WRITE | SIW_MEM_REMOTE_ATOMIC);
+	areq.to = (uintptr_t)&target[1];
+	tp_push_orq(&p, 0, 0, 8);
+	p.orq[0].atomic = true;
+	p.orq[0].req_id = 0x77;
+	n = tp_build(&tx, &imm, stream, STREAM_MAX);
+	CHECK_INT(n, IMM_HDR_LEN + 4);
+	used += (size_t)n;
+	n = tp_build(&tx, &areq, stream + used, STREAM_MAX - used);
+	CHECK_INT(n, AREQ_HDR_LEN + 4);
+	used += (size_t)n;
+	n = tp_build(&tx, &aresp, stream + used, STREAM_MAX - used);
+	CHECK_INT(n, ARESP_HDR_LEN + 4);
+	used += (size_t)n;
+	CHECK_INT(tp_feed(&p, stream, used, 1, &(unsigned){1}), used);
+	REQUIRE(p.nev == 3);
+	CHECK_INT(p.ev[0].type, TP_EV_IMM);
+	CHECK_MEM(p.ev[0].imm, imm.imm, 8);
+	CHECK(p.ev[0].solicited);
+	CHECK_INT(p.ev[1].type, TP_EV_ATOMIC_REQ);
+	CHECK_INT(p.ev[1].areq.aop, AOP_CMP_SWAP);
+	CHECK_UINT(p.ev[1].areq.req_id, 0xabc);
+	CHECK_UINT(p.ev[1].areq.cmp, 0x2222);
+	CHECK_UINT(p.ev[1].areq.add_swap, 0x1111);
+	CHECK(p.ev[1].areq.target == (uint8_t *)&target[1]);
+	CHECK_INT(p.ev[2].type, TP_EV_ATOMIC_RESP);
+	CHECK_UINT(p.ev[2].aresp.orig, 0x123456789ull);
+	/* MSNs: Immediate Data counts on QN 0, the Atomic Request on QN 1, the response on QN 3. */
+	CHECK_INT(p.rx.msn[RDMAP_QN_SEND], 2);
+	CHECK_INT(p.rx.msn[RDMAP_QN_READ_REQ], 2);
+	CHECK_INT(p.rx.msn[RDMAP_QN_ATOMIC_RESP], 2);
+}
+
+static void test_rfc7306_atomic_errors(void)
+{
+	static uint64_t target[4];
+	struct siw_tx_msg m = {.opcode = RDMAP_ATOMIC_REQ, .aop = AOP_FETCH_ADD};
+	uint32_t stag;
+
+	/* Misaligned operand. */
+	bad_setup(false);
+	env.p.rx.p.rfc7306 = true;
+	stag = tp_add_mr(&env.p, target, sizeof(target), SIW_MEM_LOCAL_WRITE | SIW_MEM_REMOTE_ATOMIC);
+	m.stag = stag;
+	m.to = (uintptr_t)target + 4;
+	bad_build(&m);
+	expect_err(TRIPLE(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_REMOTE_PROT, TERM_ECODE_RDMAP_BASE_BOUNDS),
+		   AREQ_HDR_LEN, "misaligned atomic");
+	/* No REMOTE_ATOMIC right. */
+	bad_setup(false);
+	env.p.rx.p.rfc7306 = true;
+	m.stag = env.mr_stag;
+	m.to = (uintptr_t)(env.mr + 32);
+	bad_build(&m);
+	expect_err(TRIPLE(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_REMOTE_PROT, TERM_ECODE_RDMAP_ACCESS),
+		   AREQ_HDR_LEN, "atomic without the right");
+	/* Past the end. */
+	bad_setup(false);
+	env.p.rx.p.rfc7306 = true;
+	stag = tp_add_mr(&env.p, target, sizeof(target), SIW_MEM_LOCAL_WRITE | SIW_MEM_REMOTE_ATOMIC);
+	m.stag = stag;
+	m.to = (uintptr_t)target + sizeof(target);
+	bad_build(&m);
+	expect_err(TRIPLE(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_REMOTE_PROT, TERM_ECODE_RDMAP_BASE_BOUNDS),
+		   AREQ_HDR_LEN, "atomic past the end");
+	/* A response that answers nothing. */
+	bad_setup(false);
+	env.p.rx.p.rfc7306 = true;
+	bad_build(&(struct siw_tx_msg){.opcode = RDMAP_ATOMIC_RESP, .req_id = 5});
+	expect_err(TRIPLE(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_REMOTE_OP, TERM_ECODE_RDMAP_UNEXPECTED_OP),
+		   ARESP_HDR_LEN, "unsolicited atomic response");
+	/* An engine without the callbacks treats the opcodes as unknown. */
+	bad_setup(false);
+	{
+		static struct siw_rx_ops no7306;
+
+		no7306 = tp_ops;
+		no7306.imm_data = NULL;
+		env.p.rx.ops = &no7306;
+		env.p.rx.p.rfc7306 = true;
+		bad_build(&(struct siw_tx_msg){.opcode = RDMAP_IMM_DATA});
+		expect_err(TRIPLE(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_REMOTE_OP,
+				  TERM_ECODE_RDMAP_UNEXPECTED_OP),
+			   0, "imm without handler");
+	}
+}
+
+T_MAIN(T_CASE(test_rfc7306_round_trip), T_CASE(test_rfc7306_atomic_errors),
+       T_CASE(test_tx_send_matches_kernel_siw), T_CASE(test_tx_read_resp_matches_kernel_siw),
        T_CASE(test_rx_accepts_kernel_siw_frames), T_CASE(test_tx_segmentation),
        T_CASE(test_round_trip_random), T_CASE(test_round_trip_direct), T_CASE(test_every_split),
        T_CASE(test_rx_rfc5041_tagged_errors), T_CASE(test_rx_rfc5040_read_request_errors),
