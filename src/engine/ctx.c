@@ -23,12 +23,17 @@
 /* ---- logging ------------------------------------------------------------------------------- */
 
 int eng_log_level = 1;
+enum eng_place_mode eng_place_mode = ENG_PLACE_SAFE;
 static FILE *log_file;
 
 __attribute__((constructor)) static void eng_log_init(void)
 {
 	const char *lvl = getenv("SIW_LOG_LEVEL");
 	const char *file = getenv("SIW_LOG_FILE");
+	const char *place = getenv("SIW_PLACE");
+
+	if (place && !strcmp(place, "copy"))
+		eng_place_mode = ENG_PLACE_COPY;
 
 	if (lvl)
 		eng_log_level = atoi(lvl);
@@ -259,7 +264,10 @@ struct eng_ctx *eng_ctx_open(const struct eng_device *dev)
 	ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	ctx->staging_size = STAGING_SIZE;
 	ctx->staging = malloc(STAGING_SIZE);
-	if (ctx->epfd < 0 || ctx->wake_fd < 0 || pipe2(p, O_CLOEXEC) < 0 || !ctx->staging)
+	ctx->pl_src = calloc(ENG_PLACE_BATCH, sizeof(*ctx->pl_src));
+	ctx->pl_dst = calloc(ENG_PLACE_BATCH, sizeof(*ctx->pl_dst));
+	if (ctx->epfd < 0 || ctx->wake_fd < 0 || pipe2(p, O_CLOEXEC) < 0 || !ctx->staging ||
+	    !ctx->pl_src || !ctx->pl_dst)
 		goto fail;
 	ctx->async_rd = p[0];
 	ctx->async_wr = p[1];
@@ -293,6 +301,8 @@ fail:
 		close(p[1]);
 	}
 	free(ctx->staging);
+	free(ctx->pl_src);
+	free(ctx->pl_dst);
 	free(ctx);
 	errno = err;
 	return NULL;
@@ -321,6 +331,8 @@ int eng_ctx_close(struct eng_ctx *ctx)
 	close(ctx->async_rd);
 	close(ctx->async_wr);
 	free(ctx->staging);
+	free(ctx->pl_src);
+	free(ctx->pl_dst);
 	pthread_mutex_destroy(&ctx->lock);
 	pthread_cond_destroy(&ctx->cmd_cond);
 	free(ctx);

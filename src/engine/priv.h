@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include "engine.h"
 #include "qp.h"
@@ -104,6 +105,10 @@ struct eng_ctx {
 
 	uint8_t *staging;    /* progress thread only: reads from sockets land here */
 	size_t staging_size;
+	/* Progress thread only: copies from staging into place, done in one system call. */
+	struct iovec *pl_src, *pl_dst;
+	unsigned pl_n;
+	size_t pl_bytes;
 	struct eng_link ctx_link;
 };
 
@@ -114,6 +119,14 @@ int eng_ctx_post_async(struct eng_ctx *ctx, enum eng_cmd_type type, struct eng_q
 void eng_ctx_async_event(struct eng_ctx *ctx, enum eng_event_type type, void *obj);
 bool eng_in_progress_thread(const struct eng_ctx *ctx);
 bool eng_forked(const struct eng_ctx *ctx);
+
+/* How staged payload reaches its destination (SIW_PLACE=safe|copy). */
+enum eng_place_mode {
+	ENG_PLACE_SAFE, /* process_vm_writev(): unmapped memory is EFAULT, not a crash */
+	ENG_PLACE_COPY, /* memcpy(): faster for small FPDUs; a freed buffer crashes the process */
+};
+extern enum eng_place_mode eng_place_mode;
+#define ENG_PLACE_BATCH 1024 /* IOV_MAX */
 
 /* Waits until every progress thread has passed a quiescent point after now (deregistration). */
 void eng_quiesce(void);

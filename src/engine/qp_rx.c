@@ -75,22 +75,86 @@ static int rx_orq_head(void *user, struct siw_orq_view *v)
 	if (h == atomic_load_explicit(&qp->orq_tail, memory_order_acquire))
 		return SIW_ERR_STATE;
 	o = &qp->orq[h % ENG_MAX_ORD];
+	memset(v, 0, sizeof(*v));
 	v->sink_stag = o->sink_stag;
 	v->sink_to = o->sink_to;
 	v->len = o->len;
 	return 0;
 }
 
+/*
+ * Moves the staged copies into place. With SIW_PLACE=safe (the default) this is one
+ * process_vm_writev() for up to ENG_PLACE_BATCH pieces: memory the application unmapped while
+ * it was registered gives EFAULT, a local catastrophic error, instead of a crash of the process.
+ */
+static int place_flush(struct eng_qp *qp)
+{
+	struct eng_ctx *ctx = qp->ctx;
+	ssize_t n;
+
+	if (!ctx->pl_n)
+		return 0;
+	if (eng_place_mode == ENG_PLACE_SAFE) {
+		n = process_vm_writev(ctx->pid, ctx->pl_src, ctx->pl_n, ctx->pl_dst, ctx->pl_n, 0);
+		if (n < 0 && (errno == EPERM || errno == ENOSYS)) {
+			/* A seccomp profile (containers) may forbid it: copy from now on. */
+			eng_warn("process_vm_writev: %s; placing with memcpy from now on "
+				 "(SIW_PLACE=copy)",
+				 strerror(errno));
+			eng_place_mode = ENG_PLACE_COPY;
+		} else if (n != (ssize_t)ctx->pl_bytes) {
+			eng_err("QP %u: placing into unmapped memory (a registered buffer was freed "
+				"while in use?)",
+				qp->qpn);
+			ctx->pl_n = 0;
+			ctx->pl_bytes = 0;
+			return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
+					    TERM_ECODE_RDMAP_UNSPECIFIED);
+		}
+	}
+	if (eng_place_mode == ENG_PLACE_COPY)
+		for (unsigned i = 0; i < ctx->pl_n; i++)
+			memcpy(ctx->pl_dst[i].iov_base, ctx->pl_src[i].iov_base,
+			       ctx->pl_src[i].iov_len);
+	ctx->pl_n = 0;
+	ctx->pl_bytes = 0;
+	return 0;
+}
+
 static int rx_place(void *user, void *dst, const void *src, size_t len)
 {
-	(void)user;
-	memcpy(dst, src, len);
+	struct eng_qp *qp = user;
+	struct eng_ctx *ctx = qp->ctx;
+	unsigned n = ctx->pl_n;
+
+	/* Pieces that continue the previous one on both sides are merged. */
+	if (n && (uint8_t *)ctx->pl_src[n - 1].iov_base + ctx->pl_src[n - 1].iov_len == src &&
+	    (uint8_t *)ctx->pl_dst[n - 1].iov_base + ctx->pl_dst[n - 1].iov_len == dst) {
+		ctx->pl_src[n - 1].iov_len += len;
+		ctx->pl_dst[n - 1].iov_len += len;
+		ctx->pl_bytes += len;
+		return 0;
+	}
+	if (n == ENG_PLACE_BATCH) {
+		int err = place_flush(qp);
+
+		if (err)
+			return err;
+		n = 0;
+	}
+	ctx->pl_src[n].iov_base = (void *)(uintptr_t)src;
+	ctx->pl_src[n].iov_len = len;
+	ctx->pl_dst[n].iov_base = dst;
+	ctx->pl_dst[n].iov_len = len;
+	ctx->pl_n = n + 1;
+	ctx->pl_bytes += len;
 	return 0;
 }
 
 static int rx_recv_done(void *user, const struct siw_rx_recv *r)
 {
 	struct eng_qp *qp = user;
+	int err = place_flush(qp); /* the data is in place before the completion says so */
 	struct eng_cqe c = {.wr_id = qp->rx_wr_id,
 			    .status = ENG_WC_SUCCESS,
 			    .opcode = ENG_WC_RECV,
@@ -102,6 +166,8 @@ static int rx_recv_done(void *user, const struct siw_rx_recv *r)
 		c.flags = ENG_WC_WITH_INV;
 		c.imm_or_inv = r->inv_stag;
 	}
+	if (err)
+		return err;
 	qp->rq_active = NULL;
 	eng_cq_push(qp->rcq, &c);
 	return 0;
@@ -134,7 +200,10 @@ static int rx_read_resp_done(void *user)
 	struct eng_qp *qp = user;
 	unsigned h = atomic_load_explicit(&qp->orq_head, memory_order_relaxed);
 	struct eng_orq *o = &qp->orq[h % ENG_MAX_ORD];
+	int err = place_flush(qp);
 
+	if (err)
+		return err;
 	if (!o->internal && o->signaled) {
 		struct eng_cqe c = {.wr_id = o->wr_id,
 				    .status = ENG_WC_SUCCESS,
@@ -245,6 +314,11 @@ static int rx_read(struct eng_qp *qp)
 		} else if (siw_rx_feed(&qp->rx, stage, (size_t)n) < 0) {
 			return qp->rx.err;
 		}
+		/* Staging is reused by the next read: everything in it goes into place now. */
+		if (place_flush(qp))
+			return siw_rx_fail(&qp->rx, SIW_ERR_TERM(TERM_LAYER_RDMAP,
+								 TERM_ETYPE_RDMAP_CATASTROPHIC,
+								 TERM_ECODE_RDMAP_UNSPECIFIED));
 		if ((size_t)n < want)
 			return 0; /* drained: epoll tells us when more comes */
 	}

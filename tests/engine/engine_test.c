@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "eng_pair.h"
@@ -403,7 +404,43 @@ static void test_engine_mpa_variants(void)
 	}
 }
 
-T_MAIN(T_CASE(test_engine_send_recv), T_CASE(test_engine_write_read_one_sided),
+/*
+ * The target application unmaps a registered buffer (a bug, but user memory is not pinned):
+ * the peer's WRITE into it must fail the connection with a local error, not crash the process.
+ * Small writes take the staged path, large ones the direct readv() path.
+ */
+static void test_engine_unmapped_target(void)
+{
+	static const uint32_t sizes[] = {100, 300000};
+
+	for (unsigned i = 0; i < 2; i++) {
+		size_t len = 1 << 20;
+		uint8_t *a = xalloc(len, 1);
+		uint8_t *t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct eng_mr *amr, *tmr;
+
+		REQUIRE(t != MAP_FAILED);
+		REQUIRE(connect_default(0));
+		amr = eng_mr_reg(A.pd, a, len, (uintptr_t)a, 0);
+		tmr = eng_mr_reg(B.pd, t, len, (uintptr_t)t,
+				 ENG_ACCESS_LOCAL_WRITE | ENG_ACCESS_REMOTE_WRITE);
+		munmap(t, len);
+		CHECK_INT(post_send1(A.qp, ENG_WR_RDMA_WRITE, 1, a, sizes[i], amr, (uintptr_t)t,
+				     eng_mr_key(tmr), 0),
+			  0);
+		CHECK_INT(wait_flag(&B.closed, 5000), 0);
+		CHECK(siw_err_is_term(B.close_err));
+		CHECK_INT(siw_err_term_layer(B.close_err), TERM_LAYER_RDMAP);
+		CHECK_INT(siw_err_term_etype(B.close_err), TERM_ETYPE_RDMAP_CATASTROPHIC);
+		CHECK_INT(wait_flag(&A.closed, 5000), 0);
+		eng_mr_dereg(amr);
+		eng_mr_dereg(tmr);
+		pair_destroy(&A, &B);
+		xfree(a);
+	}
+}
+
+T_MAIN(T_CASE(test_engine_unmapped_target), T_CASE(test_engine_send_recv), T_CASE(test_engine_write_read_one_sided),
        T_CASE(test_engine_pipeline), T_CASE(test_engine_bad_rkey_terminates),
        T_CASE(test_engine_send_without_recv), T_CASE(test_engine_disconnect),
        T_CASE(test_engine_channel), T_CASE(test_engine_mpa_variants))
