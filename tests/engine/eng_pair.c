@@ -51,7 +51,7 @@ void pair_default_opts(struct pair_opts *o)
 	o->inline_data = 64;
 }
 
-static int side_init(struct side *s, const struct pair_opts *o)
+static int side_init(struct side *s, const struct pair_opts *o, bool srq)
 {
 	const struct eng_device *devs, *lo = NULL;
 	struct eng_qp_init init = {0};
@@ -73,6 +73,12 @@ static int side_init(struct side *s, const struct pair_opts *o)
 	s->rcq = eng_cq_create(s->ctx, 1024, s->ch, s);
 	init.send_cq = s->scq;
 	init.recv_cq = s->rcq;
+	if (srq) {
+		struct eng_srq_attr sa = {.max_wr = o->rq, .max_sge = o->sge, .srq_limit = 0};
+
+		s->srq = eng_srq_create(s->pd, &sa, s);
+		init.srq = s->srq;
+	}
 	init.cap.max_send_wr = o->sq;
 	init.cap.max_recv_wr = o->rq;
 	init.cap.max_send_sge = o->sge;
@@ -113,7 +119,7 @@ int pair_connect(struct side *a, struct side *b, const struct pair_opts *o)
 	struct siw_mpa_result ires, rres;
 	int n;
 
-	if (side_init(a, o) || side_init(b, o))
+	if (side_init(a, o, false) || side_init(b, o, o->use_srq))
 		return -1;
 	ls = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -160,6 +166,8 @@ static void side_fini(struct side *s)
 {
 	if (s->qp)
 		eng_qp_destroy(s->qp);
+	if (s->srq)
+		eng_srq_destroy(s->srq);
 	if (s->scq)
 		eng_cq_destroy(s->scq);
 	if (s->rcq)

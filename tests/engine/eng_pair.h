@@ -11,6 +11,7 @@ struct side {
 	struct eng_cq *scq, *rcq;
 	struct eng_channel *ch;
 	struct eng_qp *qp;
+	struct eng_srq *srq;
 	int established, closed, close_err;
 };
 
@@ -19,6 +20,7 @@ struct pair_opts {
 	uint16_t ird, ord;	       /* both sides ask for these */
 	uint32_t sq, rq, sge, inline_data;
 	bool use_channel;
+	bool use_srq;		       /* the responder's QP takes receives from an SRQ */
 };
 
 void pair_default_opts(struct pair_opts *o);

@@ -440,7 +440,120 @@ static void test_engine_unmapped_target(void)
 	}
 }
 
-T_MAIN(T_CASE(test_engine_unmapped_target), T_CASE(test_engine_send_recv), T_CASE(test_engine_write_read_one_sided),
+/* Many READs outstanding: at most ORD on the wire at once, all complete in order; a fenced SEND
+ * waits for them; SEND with Invalidate kills the target's STag. */
+static void test_engine_reads_fence_invalidate(void)
+{
+	struct pair_opts o;
+	uint8_t *a = xalloc(1 << 20, 0), *b = xalloc(1 << 20, 0), r[64];
+	struct eng_mr *amr, *bmr, *rmr, *vmr;
+	struct eng_cqe c[64];
+	int got = 0;
+
+	pair_default_opts(&o);
+	o.ird = o.ord = 2;
+	o.sq = 256;
+	REQUIRE(pair_connect(&A, &B, &o) == 0);
+	amr = eng_mr_reg(A.pd, a, 1 << 20, (uintptr_t)a, ENG_ACCESS_LOCAL_WRITE);
+	bmr = eng_mr_reg(B.pd, b, 1 << 20, (uintptr_t)b,
+			 ENG_ACCESS_LOCAL_WRITE | ENG_ACCESS_REMOTE_READ);
+	rmr = eng_mr_reg(B.pd, r, sizeof(r), (uintptr_t)r, ENG_ACCESS_LOCAL_WRITE);
+	vmr = eng_mr_reg(B.pd, b, 4096, (uintptr_t)b, ENG_ACCESS_LOCAL_WRITE | ENG_ACCESS_REMOTE_WRITE);
+	fill_rand(b, 1 << 20, 5);
+	for (int i = 0; i < 40; i++)
+		CHECK_INT(post_send1(A.qp, ENG_WR_RDMA_READ, (uint64_t)i, a + i * 20000, 20000, amr,
+				     (uintptr_t)b + (uint64_t)i * 20000, eng_mr_key(bmr),
+				     ENG_SEND_SIGNALED),
+			  0);
+	/* Fenced SEND with Invalidate of vmr's STag: goes only after all 40 READs completed. */
+	CHECK_INT(post_recv1(B.qp, 900, r, sizeof(r), rmr), 0);
+	{
+		struct eng_sge sge = {(uintptr_t)a, 8, eng_mr_key(amr)};
+		struct eng_send_wr wr = {.wr_id = 1000,
+					 .opcode = ENG_WR_SEND_WITH_INV,
+					 .flags = ENG_SEND_SIGNALED | ENG_SEND_FENCE,
+					 .imm_or_inv = eng_mr_key(vmr),
+					 .sg_list = &sge,
+					 .num_sge = 1};
+		int bad;
+
+		CHECK_INT(eng_post_send(A.qp, &wr, 1, &bad), 0);
+	}
+	while (got < 41) {
+		int k = poll_n(A.scq, c, 1, 5000);
+
+		REQUIRE(k == 1);
+		CHECK_INT(c[0].status, ENG_WC_SUCCESS);
+		/* Completions come in posting order; the fenced SEND is last. */
+		CHECK_UINT(c[0].wr_id, got < 40 ? (uint64_t)got : 1000);
+		got++;
+	}
+	CHECK_MEM(a, b, 40 * 20000);
+	REQUIRE(poll_n(B.rcq, c, 1, 5000) == 1);
+	CHECK_INT(c[0].status, ENG_WC_SUCCESS);
+	CHECK_INT(c[0].flags, ENG_WC_WITH_INV);
+	CHECK_UINT(c[0].imm_or_inv, eng_mr_key(vmr));
+	/* The invalidated STag no longer admits a WRITE: the peer gets a TERMINATE. */
+	CHECK_INT(post_send1(A.qp, ENG_WR_RDMA_WRITE, 7, a, 16, amr, (uintptr_t)b, eng_mr_key(vmr), 0),
+		  0);
+	CHECK_INT(wait_flag(&B.closed, 5000), 0);
+	CHECK_INT(B.close_err, SIW_ERR_TERM(TERM_LAYER_DDP, TERM_ETYPE_DDP_TAGGED,
+					    TERM_ECODE_DDP_T_INV_STAG));
+	eng_mr_dereg(amr);
+	eng_mr_dereg(bmr);
+	eng_mr_dereg(rmr);
+	eng_mr_dereg(vmr);
+	pair_destroy(&A, &B);
+	xfree(a);
+	xfree(b);
+}
+
+/* Receives from a shared receive queue; the limit event fires once when it runs low. */
+static void test_engine_srq(void)
+{
+	struct pair_opts o;
+	uint8_t s[32] = "shared receive queue", r[8][32];
+	struct eng_mr *smr, *rmr;
+	struct eng_cqe c;
+	struct eng_recv_wr rw[8];
+	struct eng_sge rs[8];
+	struct eng_srq_attr sa = {.srq_limit = 4};
+	struct eng_async_event ev;
+	int bad;
+
+	pair_default_opts(&o);
+	o.use_srq = true;
+	REQUIRE(pair_connect(&A, &B, &o) == 0);
+	rmr = eng_mr_reg(B.pd, r, sizeof(r), (uintptr_t)r, ENG_ACCESS_LOCAL_WRITE);
+	smr = eng_mr_reg(A.pd, s, sizeof(s), (uintptr_t)s, 0);
+	for (int i = 0; i < 8; i++) {
+		rs[i] = (struct eng_sge){(uintptr_t)r[i], 32, eng_mr_key(rmr)};
+		rw[i] = (struct eng_recv_wr){.wr_id = (uint64_t)i, .sg_list = &rs[i], .num_sge = 1};
+	}
+	/* A QP with an SRQ takes no receives of its own. */
+	CHECK_INT(eng_post_recv(B.qp, rw, 1, &bad), EINVAL);
+	CHECK_INT(eng_post_srq_recv(B.srq, rw, 8, &bad), 0);
+	CHECK_INT(eng_srq_modify(B.srq, &sa, true, false), 0);
+	for (int i = 0; i < 6; i++) {
+		s[0] = (uint8_t)('a' + i);
+		CHECK_INT(post_send1(A.qp, ENG_WR_SEND, (uint64_t)i, s, 32, smr, 0, 0, 0), 0);
+		REQUIRE(poll_n(B.rcq, &c, 1, 5000) == 1);
+		CHECK_INT(c.status, ENG_WC_SUCCESS);
+		CHECK_UINT(c.wr_id, (uint64_t)i);
+		CHECK_INT(r[i][0], 'a' + i);
+	}
+	/* 2 left < limit 4: one SRQ_LIMIT_REACHED event, for the SRQ's user pointer. */
+	CHECK_INT(eng_ctx_get_async_event(B.ctx, &ev), 0);
+	CHECK_INT(ev.type, ENG_EVENT_SRQ_LIMIT_REACHED);
+	CHECK(ev.obj == &B);
+	CHECK_INT(eng_srq_destroy(B.srq), EBUSY); /* still used by the QP */
+	eng_mr_dereg(smr);
+	eng_mr_dereg(rmr);
+	pair_destroy(&A, &B);
+}
+
+T_MAIN(T_CASE(test_engine_reads_fence_invalidate), T_CASE(test_engine_srq),
+       T_CASE(test_engine_unmapped_target), T_CASE(test_engine_send_recv), T_CASE(test_engine_write_read_one_sided),
        T_CASE(test_engine_pipeline), T_CASE(test_engine_bad_rkey_terminates),
        T_CASE(test_engine_send_without_recv), T_CASE(test_engine_disconnect),
        T_CASE(test_engine_channel), T_CASE(test_engine_mpa_variants))
