@@ -675,6 +675,35 @@ static uint32_t mulpdu_for(int fd, const struct siw_mpa_result *mpa)
 	return m > MPA_MAX_ULPDU ? MPA_MAX_ULPDU : m;
 }
 
+static int env_int(const char *name, int def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? atoi(v) : def;
+}
+
+/*
+ * A peer that vanishes without a FIN or RST (power loss, cable cut, a stalled relay) must not
+ * hang the QP forever: TCP keepalive finds an idle dead peer, TCP_USER_TIMEOUT one that stops
+ * acknowledging data. Kernel siw leaves both at the system defaults (2 hours / ~15 minutes).
+ */
+static void set_liveness(int fd)
+{
+	int one = 1;
+	int idle = env_int("SIW_TCP_KEEPIDLE", 30);
+	int intvl = env_int("SIW_TCP_KEEPINTVL", 5);
+	int cnt = env_int("SIW_TCP_KEEPCNT", 6);
+	unsigned user_to = (unsigned)env_int("SIW_TCP_USER_TIMEOUT_MS", 60000);
+
+	if (idle <= 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_to, sizeof(user_to));
+}
+
 int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn)
 {
 	struct siw_rx_params rp = {0};
@@ -701,7 +730,7 @@ int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn)
 	fcntl(qp->fd, F_SETFD, FD_CLOEXEC);
 	/* Small FPDUs must not wait for Nagle (kernel siw sets TCP_NODELAY too). */
 	setsockopt(qp->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(qp->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	set_liveness(qp->fd);
 	l = sizeof(qp->local);
 	getsockname(qp->fd, (struct sockaddr *)&qp->local, &l);
 	l = sizeof(qp->peer);
