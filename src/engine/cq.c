@@ -140,6 +140,11 @@ int eng_cq_destroy(struct eng_cq *cq)
 	return 0;
 }
 
+void *eng_cq_user(const struct eng_cq *cq)
+{
+	return cq->user;
+}
+
 int eng_cq_size(const struct eng_cq *cq)
 {
 	return (int)cq->size;
@@ -204,7 +209,7 @@ void eng_cq_push(struct eng_cq *cq, const struct eng_cqe *cqe)
 	}
 	if (overflow) {
 		eng_err("CQ overflow: completions lost (the CQ is smaller than the work posted)");
-		eng_ctx_async_event(cq->ctx, ENG_EVENT_CQ_ERR, cq);
+		eng_ctx_async_event(cq->ctx, ENG_EVENT_CQ_ERR, cq->user);
 	}
 }
 

@@ -126,8 +126,8 @@ enum eng_event_type { /* = enum ibv_event_type (the ones an iWARP device raises)
 	ENG_EVENT_QP_ACCESS_ERR = 3,
 	ENG_EVENT_COMM_EST = 4,
 	ENG_EVENT_SQ_DRAINED = 5,
-	ENG_EVENT_SRQ_LIMIT_REACHED = 12,
-	ENG_EVENT_QP_LAST_WQE_REACHED = 13,
+	ENG_EVENT_SRQ_LIMIT_REACHED = 15,
+	ENG_EVENT_QP_LAST_WQE_REACHED = 16,
 	ENG_EVENT_DEVICE_FATAL = 8,
 };
 
@@ -202,13 +202,17 @@ struct eng_ctx *eng_ctx_open(const struct eng_device *dev);
 int eng_ctx_close(struct eng_ctx *ctx);
 const struct eng_device *eng_ctx_device(const struct eng_ctx *ctx);
 
-/* Async events (ibv_get_async_event): a pollable fd, readable while events are queued. */
+/*
+ * Async events (ibv_get_async_event): a pollable fd, readable while events are queued. Events
+ * of an object destroyed after they were queued stay queued: the consumer must recognise them
+ * (verbs keeps a registry of live user pointers).
+ */
 struct eng_async_event {
 	enum eng_event_type type;
-	void *obj; /* the eng_qp / eng_cq / eng_srq it concerns (verbs maps it back) */
+	void *obj; /* the user pointer given when the QP / CQ / SRQ was created */
 };
 int eng_ctx_async_fd(const struct eng_ctx *ctx);
-/* Takes the next event; EAGAIN if none (the fd is non-blocking: poll it to wait). */
+/* Takes the next event; blocks unless the fd was made non-blocking (then EAGAIN if none). */
 int eng_ctx_get_async_event(struct eng_ctx *ctx, struct eng_async_event *ev);
 
 /* ---- protection domains and memory ------------------------------------------------------- */
@@ -253,6 +257,7 @@ struct eng_cqe {
 /* cqe: minimum entries (rounded up). user: returned by eng_channel_get_event. */
 struct eng_cq *eng_cq_create(struct eng_ctx *ctx, int cqe, struct eng_channel *ch, void *user);
 int eng_cq_destroy(struct eng_cq *cq); /* EBUSY while QPs use it */
+void *eng_cq_user(const struct eng_cq *cq);
 int eng_cq_size(const struct eng_cq *cq);
 int eng_cq_resize(struct eng_cq *cq, int cqe);
 /* Takes up to n completions, oldest first. Returns the count (>= 0). */
@@ -270,6 +275,7 @@ struct eng_srq_attr {
 
 struct eng_srq *eng_srq_create(struct eng_pd *pd, struct eng_srq_attr *attr, void *user);
 int eng_srq_destroy(struct eng_srq *srq);
+void *eng_srq_user(const struct eng_srq *srq);
 int eng_srq_modify(struct eng_srq *srq, const struct eng_srq_attr *attr, bool set_limit,
 		   bool resize);
 int eng_srq_query(struct eng_srq *srq, struct eng_srq_attr *attr);
@@ -323,6 +329,7 @@ struct eng_qp *eng_qp_create(struct eng_pd *pd, struct eng_qp_init *init);
 /* Moves the QP to ERROR (flushing, closing its connection) and frees it. */
 int eng_qp_destroy(struct eng_qp *qp);
 uint32_t eng_qp_num(const struct eng_qp *qp);
+void *eng_qp_user(const struct eng_qp *qp);
 
 struct eng_qp_info {
 	enum eng_qp_state state;
@@ -336,10 +343,11 @@ struct eng_qp_info {
 int eng_qp_query(struct eng_qp *qp, struct eng_qp_info *info);
 
 /*
- * ibv_modify_qp's state part. iWARP QPs become RTS only through eng_qp_connect(); a user move
- * to INIT/RTR/RTS while unconnected is accepted and recorded (rdma-core programs do it), a move
- * to ERR flushes, to RESET (from ERR) makes the QP reusable, SQD starts a graceful close.
- * Errors: EINVAL for a transition the state machine forbids.
+ * ibv_modify_qp's state part. iWARP QPs become RTS only through eng_qp_connect(): a user move
+ * to RTS while unconnected is EINVAL (as kernel siw: without the CM's socket there is nothing
+ * to send on), INIT/RTR are recorded, a move to ERR flushes, to RESET (from ERR) makes the QP
+ * reusable, SQD starts a graceful close. Errors: EINVAL for a transition the state machine
+ * forbids.
  */
 int eng_qp_modify_state(struct eng_qp *qp, enum eng_qp_state state);
 int eng_qp_set_access(struct eng_qp *qp, int access);

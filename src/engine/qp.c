@@ -114,6 +114,11 @@ uint32_t eng_qp_num(const struct eng_qp *qp)
 	return qp->qpn;
 }
 
+void *eng_qp_user(const struct eng_qp *qp)
+{
+	return qp->user;
+}
+
 /* ---- teardown ------------------------------------------------------------------------------ */
 
 static uint8_t wc_opcode_of(uint8_t wr_opcode)
@@ -473,8 +478,8 @@ int eng_qp_modify_state(struct eng_qp *qp, enum eng_qp_state to)
 			err = EINVAL;
 		else if (to == ENG_QPS_RTR && from != ENG_QPS_INIT && from != ENG_QPS_RTR)
 			err = EINVAL;
-		else if (to == ENG_QPS_RTS && from != ENG_QPS_RTR && from != ENG_QPS_RTS)
-			err = EINVAL;
+		else if (to == ENG_QPS_RTS)
+			err = EINVAL; /* only the CM's hand-over makes an iWARP QP RTS */
 		else
 			qp->user_state = to;
 	}

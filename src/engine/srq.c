@@ -149,6 +149,11 @@ int eng_srq_destroy(struct eng_srq *srq)
 	return 0;
 }
 
+void *eng_srq_user(const struct eng_srq *srq)
+{
+	return srq->user;
+}
+
 int eng_srq_modify(struct eng_srq *srq, const struct eng_srq_attr *attr, bool set_limit,
 		   bool resize)
 {
