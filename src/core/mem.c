@@ -45,7 +45,8 @@ int siw_mem_err_to_term(int mem_err, bool ddp_tagged)
 	case SIW_ERR_MEM_ACCESS:
 		/*
 		 * DDP has no "access rights" code: a tagged placement without the right is an
-		 * RDMAP remote protection error (RFC 5040 §7.2; kernel siw does the same).
+		 * RDMAP remote protection error (RFC 5040 §7.2). Kernel siw reports a WRITE
+		 * without the right as DDP "invalid STag" instead; the RFC's code says more.
 		 */
 		return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_REMOTE_PROT,
 				    TERM_ECODE_RDMAP_ACCESS);

@@ -174,10 +174,13 @@ static int hdr_first(struct siw_rx *rx)
 		return rx_die(rx, E_DDP_CATA);
 	rx->hdr_need = oi->hdr_len;
 	if (rx->opcode == RDMAP_TERMINATE) {
-		/* Read the Terminate's copied headers with it; they are short. */
-		if (rx->ulpdu_len + MPA_HDR_LEN > SIW_MAX_HDR_LEN)
-			return rx_die(rx, E_DDP_CATA);
+		/*
+		 * Read the Terminate's copied headers with it; they are short. A longer one
+		 * (malformed) is cut to what fits and acted on at once: never answer a TERMINATE.
+		 */
 		rx->hdr_need = rx->ulpdu_len + MPA_HDR_LEN;
+		if (rx->hdr_need > SIW_MAX_HDR_LEN)
+			rx->hdr_need = SIW_MAX_HDR_LEN;
 	}
 	return 0;
 }
@@ -448,6 +451,24 @@ static int hdr_rfc7306(struct siw_rx *rx)
 	return 0;
 }
 
+/*
+ * A TERMINATE arrived: report it and end the stream. A malformed one still ends it and is still
+ * reported (its triple and whatever header bytes it carried are filled in). No TERMINATE goes
+ * back for a TERMINATE (RFC 5040 §5.4), so the error kept is SIW_ERR_TERMINATED.
+ */
+static int terminate_received(struct siw_rx *rx)
+{
+	struct siw_term_info t;
+	int err;
+
+	siw_term_decode(get_be32(rx->hdr + TERM_OFF_CTRL), rx->hdr + TERM_HDR_LEN,
+			rx->hdr_need - TERM_HDR_LEN, &t);
+	err = rx->ops->terminate(rx->user, &t);
+	if (err && siw_err_is_term(err))
+		err = SIW_ERR_TERMINATED; /* still never answered */
+	return rx_die(rx, err ? err : SIW_ERR_TERMINATED);
+}
+
 /* The whole header is in rx->hdr: check it and resolve where the payload goes. */
 static int hdr_done(struct siw_rx *rx)
 {
@@ -475,6 +496,8 @@ static int hdr_done(struct siw_rx *rx)
 			return rx_die_hdr(rx, E_DDP_U_QN, false);
 		if (!rx->last)
 			return rx_die_hdr(rx, E_RDMAP_OPCODE, false);
+		if (rx->payload_len)
+			return terminate_received(rx); /* oversized: no CRC check, stop now */
 		return 0;
 	default:
 		return rx_die_hdr(rx, E_RDMAP_OPCODE, false);
@@ -650,21 +673,8 @@ static int fpdu_done(struct siw_rx *rx)
 		err = rx->ops->atomic_resp(rx->user, &a);
 		break;
 	}
-	case RDMAP_TERMINATE: {
-		struct siw_term_info t;
-		uint32_t ctrl = get_be32(h + TERM_OFF_CTRL);
-
-		/*
-		 * A malformed TERMINATE still ends the stream and is still reported (its triple
-		 * and whatever header bytes it carried are filled in).
-		 */
-		siw_term_decode(ctrl, h + TERM_HDR_LEN, rx->hdr_need - TERM_HDR_LEN, &t);
-		err = rx->ops->terminate(rx->user, &t);
-		if (!err)
-			err = SIW_ERR_TERMINATED;
-		/* No TERMINATE goes back for a TERMINATE (RFC 5040 §5.4). */
-		return rx_die(rx, err);
-	}
+	case RDMAP_TERMINATE:
+		return terminate_received(rx);
 	default:
 		break;
 	}

@@ -337,6 +337,19 @@ void eng_qp_rx_ready(struct eng_qp *qp)
 	}
 	qp->tx_kick = false;
 	r = rx_read(qp);
+	/*
+	 * Nothing staged may outlive this call: the staging buffer and the batch belong to the
+	 * whole context, and the next QP's reads reuse them. On an error the staged pieces are
+	 * dropped, not placed: they may belong to the FPDU that failed its CRC. Every message that
+	 * completed before the error was placed before its completion was reported.
+	 */
+	if (r < 0 || r == 1) {
+		qp->ctx->pl_n = 0;
+		qp->ctx->pl_bytes = 0;
+	} else if (place_flush(qp)) {
+		r = siw_rx_fail(&qp->rx, SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
+						      TERM_ECODE_RDMAP_UNSPECIFIED));
+	}
 	kick = qp->tx_kick;
 	/* The peer closed: a graceful disconnect unless a message was cut short. */
 	midway = qp->rx.state != SIW_RX_HDR || qp->rx.hdr_have;
