@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "priv.h"
@@ -222,8 +223,17 @@ int eng_cq_poll(struct eng_cq *cq, int n, struct eng_cqe *out)
 	 * they do not fight the producers for it.
 	 */
 	if (__atomic_load_n(&cq->tail, __ATOMIC_ACQUIRE) ==
-	    __atomic_load_n(&cq->head, __ATOMIC_RELAXED))
+	    __atomic_load_n(&cq->head, __ATOMIC_RELAXED)) {
+		/*
+		 * An application spinning on an empty CQ must not starve the progress thread
+		 * that fills it when cores are scarce (2-core CI machines, containers): give the
+		 * CPU away now and then. With a core to spare this costs one cheap syscall.
+		 */
+		if ((atomic_fetch_add_explicit(&cq->empty_polls, 1, memory_order_relaxed) & 31) ==
+		    31)
+			sched_yield();
 		return 0;
+	}
 	pthread_mutex_lock(&cq->lock);
 	while (got < n && cq->head != cq->tail) {
 		out[got++] = cq->ring[cq->head & (cq->size - 1)];

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -35,8 +36,14 @@ __attribute__((constructor)) static void eng_log_init(void)
 	if (place && !strcmp(place, "copy"))
 		eng_place_mode = ENG_PLACE_COPY;
 
-	if (lvl)
+	if (lvl) {
+		static const char *const names[] = {"none", "error", "warn", "info", "debug"};
+
 		eng_log_level = atoi(lvl);
+		for (int i = 0; i < 5; i++)
+			if (!strncasecmp(lvl, names[i], strlen(names[i])))
+				eng_log_level = i;
+	}
 	if (file && *file)
 		log_file = fopen(file, "a");
 }
@@ -266,8 +273,9 @@ struct eng_ctx *eng_ctx_open(const struct eng_device *dev)
 	ctx->staging = malloc(STAGING_SIZE);
 	ctx->pl_src = calloc(ENG_PLACE_BATCH, sizeof(*ctx->pl_src));
 	ctx->pl_dst = calloc(ENG_PLACE_BATCH, sizeof(*ctx->pl_dst));
+	ctx->pend = calloc(ENG_PEND_CQE, sizeof(*ctx->pend));
 	if (ctx->epfd < 0 || ctx->wake_fd < 0 || pipe2(p, O_CLOEXEC) < 0 || !ctx->staging ||
-	    !ctx->pl_src || !ctx->pl_dst)
+	    !ctx->pl_src || !ctx->pl_dst || !ctx->pend)
 		goto fail;
 	ctx->async_rd = p[0];
 	ctx->async_wr = p[1];
@@ -303,6 +311,7 @@ fail:
 	free(ctx->staging);
 	free(ctx->pl_src);
 	free(ctx->pl_dst);
+	free(ctx->pend);
 	free(ctx);
 	errno = err;
 	return NULL;
@@ -333,6 +342,7 @@ int eng_ctx_close(struct eng_ctx *ctx)
 	free(ctx->staging);
 	free(ctx->pl_src);
 	free(ctx->pl_dst);
+	free(ctx->pend);
 	pthread_mutex_destroy(&ctx->lock);
 	pthread_cond_destroy(&ctx->cmd_cond);
 	free(ctx);

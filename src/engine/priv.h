@@ -105,12 +105,27 @@ struct eng_ctx {
 
 	uint8_t *staging;    /* progress thread only: reads from sockets land here */
 	size_t staging_size;
-	/* Progress thread only: copies from staging into place, done in one system call. */
+	/*
+	 * Progress thread only: copies from staging into place, done in one system call, and the
+	 * receive completions that wait for them. pl_commit pieces belong to messages whose
+	 * completion is pending; the rest belong to an FPDU not yet checked (CRC).
+	 */
 	struct iovec *pl_src, *pl_dst;
 	unsigned pl_n;
 	size_t pl_bytes;
+	unsigned pl_commit;
+	bool pl_sealed;	     /* the last piece may not grow: a completion follows it */
+	struct eng_pend_cqe *pend;
+	unsigned npend;
 	struct eng_link ctx_link;
 };
+
+struct eng_cq;
+struct eng_pend_cqe {
+	struct eng_cq *cq;
+	struct eng_cqe cqe;
+};
+#define ENG_PEND_CQE 256
 
 /* Queues a command for the progress thread. wait: block until it ran. */
 void eng_ctx_post(struct eng_ctx *ctx, struct eng_cmd *cmd, bool wait);
@@ -167,6 +182,7 @@ struct eng_cq {
 	uint32_t head, tail; /* free-running */
 	int armed;	     /* 0, ARM_NEXT, ARM_SOLICITED */
 	bool overflow;
+	atomic_uint empty_polls;
 	struct eng_channel *ch;
 	void *user;
 	atomic_int refs;     /* QPs using it */

@@ -18,6 +18,8 @@
 
 /* Payload left in an FPDU from which reading straight into place beats a copy. */
 #define DIRECT_MIN 8192
+/* Staging read while the stream carries large FPDUs (see rx_read). */
+#define SMALL_STAGE 4096
 /* Reads per readiness event before other QPs get their turn. */
 #define RX_BUDGET 32
 
@@ -83,42 +85,86 @@ static int rx_orq_head(void *user, struct siw_orq_view *v)
 }
 
 /*
- * Moves the staged copies into place. With SIW_PLACE=safe (the default) this is one
+ * Moves the first n staged copies into place. With SIW_PLACE=safe (the default) this is one
  * process_vm_writev() for up to ENG_PLACE_BATCH pieces: memory the application unmapped while
  * it was registered gives EFAULT, a local catastrophic error, instead of a crash of the process.
+ * Returns 0 or that error.
  */
-static int place_flush(struct eng_qp *qp)
+static int place_pieces(struct eng_qp *qp, unsigned n, size_t bytes)
 {
 	struct eng_ctx *ctx = qp->ctx;
-	ssize_t n;
+	ssize_t r;
 
-	if (!ctx->pl_n)
+	if (!n)
 		return 0;
 	if (eng_place_mode == ENG_PLACE_SAFE) {
-		n = process_vm_writev(ctx->pid, ctx->pl_src, ctx->pl_n, ctx->pl_dst, ctx->pl_n, 0);
-		if (n < 0 && (errno == EPERM || errno == ENOSYS)) {
+		r = process_vm_writev(ctx->pid, ctx->pl_src, n, ctx->pl_dst, n, 0);
+		if (r < 0 && (errno == EPERM || errno == ENOSYS)) {
 			/* A seccomp profile (containers) may forbid it: copy from now on. */
 			eng_warn("process_vm_writev: %s; placing with memcpy from now on "
 				 "(SIW_PLACE=copy)",
 				 strerror(errno));
 			eng_place_mode = ENG_PLACE_COPY;
-		} else if (n != (ssize_t)ctx->pl_bytes) {
+		} else if (r != (ssize_t)bytes) {
 			eng_err("QP %u: placing into unmapped memory (a registered buffer was freed "
 				"while in use?)",
 				qp->qpn);
-			ctx->pl_n = 0;
-			ctx->pl_bytes = 0;
 			return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
 					    TERM_ECODE_RDMAP_UNSPECIFIED);
 		}
 	}
 	if (eng_place_mode == ENG_PLACE_COPY)
-		for (unsigned i = 0; i < ctx->pl_n; i++)
+		for (unsigned i = 0; i < n; i++)
 			memcpy(ctx->pl_dst[i].iov_base, ctx->pl_src[i].iov_base,
 			       ctx->pl_src[i].iov_len);
+	return 0;
+}
+
+/* Reports the completions that waited for their data; with failed set, as local errors. */
+static void push_pending(struct eng_ctx *ctx, bool failed)
+{
+	for (unsigned i = 0; i < ctx->npend; i++) {
+		if (failed)
+			ctx->pend[i].cqe.status = ENG_WC_LOC_PROT_ERR;
+		eng_cq_push(ctx->pend[i].cq, &ctx->pend[i].cqe);
+	}
+	ctx->npend = 0;
+}
+
+static void place_reset(struct eng_ctx *ctx)
+{
 	ctx->pl_n = 0;
 	ctx->pl_bytes = 0;
-	return 0;
+	ctx->pl_commit = 0;
+	ctx->pl_sealed = false;
+}
+
+/* Everything staged goes into place, then the completions that waited for it. */
+static int place_flush(struct eng_qp *qp)
+{
+	struct eng_ctx *ctx = qp->ctx;
+	int err = place_pieces(qp, ctx->pl_n, ctx->pl_bytes);
+
+	place_reset(ctx);
+	push_pending(ctx, err != 0);
+	return err;
+}
+
+/*
+ * The stream failed: what completed messages staged is placed and reported; the pieces of the
+ * failing FPDU are dropped (they may be the ones that failed the CRC).
+ */
+static void place_abort(struct eng_qp *qp)
+{
+	struct eng_ctx *ctx = qp->ctx;
+	size_t bytes = 0;
+	int err;
+
+	for (unsigned i = 0; i < ctx->pl_commit; i++)
+		bytes += ctx->pl_src[i].iov_len;
+	err = place_pieces(qp, ctx->pl_commit, bytes);
+	place_reset(ctx);
+	push_pending(ctx, err != 0);
 }
 
 static int rx_place(void *user, void *dst, const void *src, size_t len)
@@ -128,7 +174,8 @@ static int rx_place(void *user, void *dst, const void *src, size_t len)
 	unsigned n = ctx->pl_n;
 
 	/* Pieces that continue the previous one on both sides are merged. */
-	if (n && (uint8_t *)ctx->pl_src[n - 1].iov_base + ctx->pl_src[n - 1].iov_len == src &&
+	if (n && !ctx->pl_sealed &&
+	    (uint8_t *)ctx->pl_src[n - 1].iov_base + ctx->pl_src[n - 1].iov_len == src &&
 	    (uint8_t *)ctx->pl_dst[n - 1].iov_base + ctx->pl_dst[n - 1].iov_len == dst) {
 		ctx->pl_src[n - 1].iov_len += len;
 		ctx->pl_dst[n - 1].iov_len += len;
@@ -148,13 +195,36 @@ static int rx_place(void *user, void *dst, const void *src, size_t len)
 	ctx->pl_dst[n].iov_len = len;
 	ctx->pl_n = n + 1;
 	ctx->pl_bytes += len;
+	ctx->pl_sealed = false;
+	return 0;
+}
+
+/*
+ * A message is complete: its completion waits until its data is in place, which happens once
+ * per read from the socket (not once per message: small SENDs would each cost a system call).
+ */
+static int complete_after_placement(struct eng_qp *qp, struct eng_cq *cq,
+				    const struct eng_cqe *c)
+{
+	struct eng_ctx *ctx = qp->ctx;
+
+	if (ctx->npend == ENG_PEND_CQE) {
+		int err = place_flush(qp);
+
+		if (err)
+			return err;
+	}
+	ctx->pend[ctx->npend].cq = cq;
+	ctx->pend[ctx->npend].cqe = *c;
+	ctx->npend++;
+	ctx->pl_commit = ctx->pl_n;
+	ctx->pl_sealed = true;
 	return 0;
 }
 
 static int rx_recv_done(void *user, const struct siw_rx_recv *r)
 {
 	struct eng_qp *qp = user;
-	int err = place_flush(qp); /* the data is in place before the completion says so */
 	struct eng_cqe c = {.wr_id = qp->rx_wr_id,
 			    .status = ENG_WC_SUCCESS,
 			    .opcode = ENG_WC_RECV,
@@ -166,11 +236,8 @@ static int rx_recv_done(void *user, const struct siw_rx_recv *r)
 		c.flags = ENG_WC_WITH_INV;
 		c.imm_or_inv = r->inv_stag;
 	}
-	if (err)
-		return err;
 	qp->rq_active = NULL;
-	eng_cq_push(qp->rcq, &c);
-	return 0;
+	return complete_after_placement(qp, qp->rcq, &c);
 }
 
 static int rx_read_req(void *user, const struct siw_read_req *r)
@@ -200,17 +267,17 @@ static int rx_read_resp_done(void *user)
 	struct eng_qp *qp = user;
 	unsigned h = atomic_load_explicit(&qp->orq_head, memory_order_relaxed);
 	struct eng_orq *o = &qp->orq[h % ENG_MAX_ORD];
-	int err = place_flush(qp);
 
-	if (err)
-		return err;
 	if (!o->internal && o->signaled) {
 		struct eng_cqe c = {.wr_id = o->wr_id,
 				    .status = ENG_WC_SUCCESS,
 				    .opcode = ENG_WC_RDMA_READ,
 				    .byte_len = o->len,
 				    .qp_num = qp->qpn};
-		eng_cq_push(qp->scq, &c);
+		int err = complete_after_placement(qp, qp->scq, &c);
+
+		if (err)
+			return err;
 	}
 	atomic_store_explicit(&qp->orq_head, h + 1, memory_order_release);
 	qp->tx_kick = true; /* a fenced or ORD-limited WR may go now */
@@ -265,12 +332,18 @@ const struct siw_rx_ops eng_rx_ops = {
 static int rx_read(struct eng_qp *qp)
 {
 	uint8_t *stage = qp->ctx->staging;
-	size_t stage_len = qp->ctx->staging_size;
 
 	for (int it = 0; it < RX_BUDGET; it++) {
 		struct iovec iov[SIW_MAX_SGE + 1];
 		size_t dlen = 0, want;
 		int cnt = siw_rx_direct_iov(&qp->rx, (struct siw_iov *)iov, SIW_MAX_SGE, &dlen);
+		/*
+		 * With large FPDUs, read little into staging: the parser then stops inside the
+		 * next payload and the following readv() puts it straight into place. A big
+		 * staging read would end on an FPDU boundary and copy every payload once more.
+		 */
+		size_t stage_len = qp->rx.ulpdu_len >= 2 * DIRECT_MIN ? SMALL_STAGE
+								       : qp->ctx->staging_size;
 		ssize_t n;
 
 		if (cnt > 0 && dlen >= DIRECT_MIN) {
@@ -343,9 +416,8 @@ void eng_qp_rx_ready(struct eng_qp *qp)
 	 * dropped, not placed: they may belong to the FPDU that failed its CRC. Every message that
 	 * completed before the error was placed before its completion was reported.
 	 */
-	if (r < 0 || r == 1) {
-		qp->ctx->pl_n = 0;
-		qp->ctx->pl_bytes = 0;
+	if (r < 0) {
+		place_abort(qp);
 	} else if (place_flush(qp)) {
 		r = siw_rx_fail(&qp->rx, SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
 						      TERM_ECODE_RDMAP_UNSPECIFIED));
