@@ -330,6 +330,8 @@ struct eng_qp *eng_qp_create(struct eng_pd *pd, struct eng_qp_init *init);
 int eng_qp_destroy(struct eng_qp *qp);
 uint32_t eng_qp_num(const struct eng_qp *qp);
 void *eng_qp_user(const struct eng_qp *qp);
+/* The QP of this context with number qpn, or NULL (rdma_cm's conn_param.qp_num). */
+struct eng_qp *eng_qp_by_num(struct eng_ctx *ctx, uint32_t qpn);
 
 struct eng_qp_info {
 	enum eng_qp_state state;
@@ -386,8 +388,10 @@ struct eng_conn {
 /*
  * Starts RDMA mode on a QP over an MPA-negotiated socket: sets ORD/IRD, CRC, markers, the RTR
  * (the initiator sends it first, the responder waits for it), moves the QP to RTS and hands the
- * socket to the progress thread. established() follows (immediately unless an RTR is awaited).
- * Errors: EINVAL (QP not in a connectable state), EBUSY (already connected).
+ * socket to the progress thread. established() follows (immediately unless an RTR is awaited);
+ * closed() comes exactly once per connection, also when the QP is destroyed.
+ * Errors: EINVAL (QP not in a connectable state), EBUSY (already connected), ENOMEM. On an
+ * error the caller still owns the socket.
  */
 int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn);
 

@@ -119,6 +119,25 @@ void *eng_qp_user(const struct eng_qp *qp)
 	return qp->user;
 }
 
+struct eng_qp *eng_qp_by_num(struct eng_ctx *ctx, uint32_t qpn)
+{
+	struct eng_qp *found = NULL;
+
+	if (!ctx)
+		return NULL;
+	pthread_mutex_lock(&ctx->lock);
+	for (struct eng_link *l = ctx->qps.next; l != &ctx->qps; l = l->next) {
+		struct eng_qp *qp = container_of(l, struct eng_qp, link);
+
+		if (qp->qpn == qpn) {
+			found = qp;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return found;
+}
+
 /* ---- teardown ------------------------------------------------------------------------------ */
 
 static uint8_t wc_opcode_of(uint8_t wr_opcode)
@@ -773,8 +792,17 @@ int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn)
 		tp.max_ulpdu);
 	pthread_mutex_unlock(&qp->lock);
 	pthread_mutex_unlock(&qp->rx_lock);
-	if (eng_ctx_post_async(qp->ctx, ENG_CMD_QP_START, qp, 0))
+	if (eng_ctx_post_async(qp->ctx, ENG_CMD_QP_START, qp, 0)) {
+		/* Undo the hand-over: the caller keeps the socket on an error. */
+		pthread_mutex_lock(&qp->rx_lock);
+		pthread_mutex_lock(&qp->lock);
+		qp->fd = -1;
+		qp->connected = false;
+		qp->state = SIW_QP_IDLE;
+		pthread_mutex_unlock(&qp->lock);
+		pthread_mutex_unlock(&qp->rx_lock);
 		return ENOMEM;
+	}
 	return 0;
 }
 

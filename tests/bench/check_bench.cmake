@@ -1,0 +1,87 @@
+# Runs siw-bench (BENCH) with ARGS plus --csv OUT.csv --json OUT.json and checks:
+#  - exit status 0;
+#  - the CSV has the expected header and exactly one row per op x size of --short
+#    (write, read, send x 8, 4096, 1048576);
+#  - in each row the TCP columns are filled, and the softiwarp ones too when EXPECT_SIW,
+#    empty otherwise;
+#  - the JSON says "ok": true.
+# No timing assertions.
+cmake_minimum_required(VERSION 3.18) # list() keeps the empty CSV fields (CMP0007)
+foreach(v BENCH ARGS OUT EXPECT_SIW)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "check_bench.cmake: -D${v}=... missing")
+  endif()
+endforeach()
+
+file(REMOVE ${OUT}.csv ${OUT}.json)
+separate_arguments(args UNIX_COMMAND "${ARGS}")
+execute_process(COMMAND ${BENCH} ${args} --quiet --timeout 20 --csv ${OUT}.csv --json ${OUT}.json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE errout TIMEOUT 280)
+message("${out}")
+if(errout)
+  message("stderr:\n${errout}")
+endif()
+if(NOT rc STREQUAL "0")
+  message(FATAL_ERROR "siw-bench ${ARGS} failed: ${rc}")
+endif()
+
+set(expect_header "op,size,siw_gbps,tcp_gbps,bw_ratio,siw_cpu_ns_per_byte,tcp_cpu_ns_per_byte,siw_lat_med_us,siw_lat_p99_us,tcp_lat_med_us,tcp_lat_p99_us,lat_ratio,siw_bw_msgs,tcp_bw_msgs,siw_lat_iters,tcp_lat_iters,crc,depth,qps,inline,events")
+file(STRINGS ${OUT}.csv lines)
+list(LENGTH lines n)
+if(n LESS 1)
+  message(FATAL_ERROR "${OUT}.csv is empty")
+endif()
+list(GET lines 0 header)
+if(NOT header STREQUAL expect_header)
+  message(FATAL_ERROR "unexpected CSV header:\n${header}")
+endif()
+if(NOT n EQUAL 10)
+  message(FATAL_ERROR "${OUT}.csv: expected 9 rows, found ${n} lines (with the header)")
+endif()
+
+# Column indexes (0-based) of the measured values.
+set(siw_cols 2 5 7 8)  # siw_gbps siw_cpu siw_lat_med siw_lat_p99
+set(tcp_cols 3 6 9 10) # tcp_gbps tcp_cpu tcp_lat_med tcp_lat_p99
+foreach(op write read send)
+  foreach(size 8 4096 1048576)
+    set(found 0)
+    foreach(line ${lines})
+      string(REPLACE "," ";" f "${line}")
+      list(GET f 0 fop)
+      list(GET f 1 fsize)
+      if(NOT fop STREQUAL op OR NOT fsize STREQUAL size)
+        continue()
+      endif()
+      math(EXPR found "${found} + 1")
+      foreach(i ${tcp_cols})
+        list(GET f ${i} v)
+        if(v STREQUAL "")
+          message(FATAL_ERROR "row ${op} ${size}: TCP column ${i} is empty:\n${line}")
+        endif()
+      endforeach()
+      foreach(i ${siw_cols})
+        list(GET f ${i} v)
+        if(EXPECT_SIW AND v STREQUAL "")
+          message(FATAL_ERROR "row ${op} ${size}: softiwarp column ${i} is empty:\n${line}")
+        elseif(NOT EXPECT_SIW AND NOT v STREQUAL "")
+          message(FATAL_ERROR "row ${op} ${size}: softiwarp column ${i} filled in --tcp-only:\n${line}")
+        endif()
+      endforeach()
+    endforeach()
+    if(NOT found EQUAL 1)
+      message(FATAL_ERROR "${OUT}.csv: ${found} rows for ${op} ${size}, expected 1")
+    endif()
+  endforeach()
+endforeach()
+
+if(CMAKE_VERSION VERSION_LESS 3.19)
+  message(STATUS "siw-bench ${ARGS}: 9 CSV rows, all measured (JSON not checked: CMake < 3.19)")
+  return()
+endif()
+file(READ ${OUT}.json json)
+string(JSON ok GET "${json}" ok)
+string(JSON nrows LENGTH "${json}" rows)
+if(NOT ok STREQUAL "ON" OR NOT nrows EQUAL 9)
+  message(FATAL_ERROR "${OUT}.json: ok=${ok}, ${nrows} rows")
+endif()
+message(STATUS "siw-bench ${ARGS}: 9 rows, all measured")
