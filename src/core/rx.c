@@ -232,6 +232,11 @@ static int hdr_tagged(struct siw_rx *rx)
 		 * Every WRITE segment names its own STag and offset, so each is checked on its
 		 * own (RFC 5041 §5: tagged segments are self-describing).
 		 */
+		/* The segments of one WRITE message continue it: same STag, the next offset. */
+		if (rx->t_active && stag != rx->t_stag)
+			return rx_die_hdr(rx, E_DDP_T_STAG, false);
+		if (rx->t_active && to != rx->t_to)
+			return rx_die_hdr(rx, E_DDP_T_BOUNDS, false);
 		err = tagged_dst(rx, stag, to, rx->payload_len, SIW_MEM_REMOTE_WRITE, true,
 				 &rx->t_dst);
 		if (err)
@@ -243,7 +248,6 @@ static int hdr_tagged(struct siw_rx *rx)
 			rx->t_to = to;
 			rx->t_len = 0;
 		}
-		rx->t_to = to;
 		return 0;
 	}
 
@@ -475,6 +479,16 @@ static int hdr_done(struct siw_rx *rx)
 	rx->payload_len = rx->ulpdu_len + MPA_HDR_LEN - rx->hdr_need;
 	rx->payload_left = rx->payload_len;
 
+	/*
+	 * RFC 6581 §6: while the responder waits for the RTR, the only acceptable FPDUs are the
+	 * negotiated RTR message and a TERMINATE (an initiator that cannot go on sends one).
+	 */
+	if (rx->rtr_pending && rx->opcode != RDMAP_TERMINATE &&
+	    !(rx->opcode == RDMAP_WRITE && rx->p.rtr == SIW_RTR_WRITE) &&
+	    !(rx->opcode == RDMAP_READ_REQ && rx->p.rtr == SIW_RTR_READ) &&
+	    !(rx->opcode == RDMAP_SEND && rx->p.rtr == SIW_RTR_SEND))
+		return rx_die_hdr(rx, E_LLP_RTR, rx->opcode == RDMAP_READ_REQ);
+
 	switch (rx->opcode) {
 	case RDMAP_WRITE:
 	case RDMAP_READ_RESP:
@@ -567,7 +581,7 @@ static int fpdu_done(struct siw_rx *rx)
 	}
 	rx->stats.fpdus++;
 
-	if (rx->rtr_pending) {
+	if (rx->rtr_pending && rx->opcode != RDMAP_TERMINATE) {
 		/* hdr_* accepted this FPDU as the RTR. */
 		rx->rtr_pending = false;
 		if (rx->opcode == RDMAP_READ_REQ) {

@@ -61,8 +61,9 @@ int siw_tx_begin(struct siw_tx *tx, const struct siw_tx_msg *m)
 		sum += m->iov[i].len;
 	if (sum != m->len || (!oi->payload && m->len))
 		return SIW_ERR_INVAL;
-	/* The header must leave room for payload in an FPDU, or no message could progress. */
-	if (tx->p.max_ulpdu + MPA_HDR_LEN <= oi->hdr_len)
+	/* The header must fit an FPDU, with room for payload if there is any. */
+	if (tx->p.max_ulpdu + MPA_HDR_LEN < oi->hdr_len ||
+	    (m->len && tx->p.max_ulpdu + MPA_HDR_LEN == oi->hdr_len))
 		return SIW_ERR_INVAL;
 	/* A Terminate is one FPDU; its body (copied headers) is short. */
 	if (m->opcode == RDMAP_TERMINATE && m->len > SIW_MAX_HDR_LEN - TERM_HDR_LEN)

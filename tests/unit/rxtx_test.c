@@ -794,6 +794,74 @@ static void test_rx_rtr(void)
 		  TRIPLE(TERM_LAYER_LLP, TERM_ETYPE_LLP, TERM_ECODE_LLP_NO_MATCHING_RTR));
 }
 
+/* Found by fuzz_rx: while the RTR is awaited, a TERMINATE is a TERMINATE, anything else fails. */
+static void test_rx_rtr_pending_only_rtr_or_terminate(void)
+{
+	struct siw_rx_params rp = {.pd = 7, .rtr = SIW_RTR_WRITE, .rfc7306 = true};
+	struct siw_tx_params tp = {0};
+	static struct tp_peer p;
+	struct siw_tx tx;
+	uint8_t buf[128], body[4] = {0};
+	struct siw_iov v = {body, 0};
+	struct siw_tx_msg term = {.opcode = RDMAP_TERMINATE, .iov = &v, .niov = 0};
+	long n;
+
+	tp_init(&p, &rp);
+	siw_tx_init(&tx, &tp);
+	term.term_ctrl = siw_term_ctrl(TERM_LAYER_LLP, TERM_ETYPE_LLP, TERM_ECODE_LLP_INSUFFICIENT_IRD,
+				       false, false, false);
+	n = tp_build(&tx, &term, buf, sizeof(buf));
+	CHECK_INT(siw_rx_feed(&p.rx, buf, (size_t)n), SIW_ERR_TERMINATED);
+	CHECK_INT(tp_count(&p, TP_EV_TERM), 1);
+	CHECK_INT(tp_count(&p, TP_EV_RTR), 0);
+	CHECK_INT(p.term.ecode, TERM_ECODE_LLP_INSUFFICIENT_IRD);
+
+	tp_init(&p, &rp);
+	siw_tx_init(&tx, &tp);
+	n = tp_build(&tx, &(struct siw_tx_msg){.opcode = RDMAP_IMM_DATA}, buf, sizeof(buf));
+	CHECK_INT(siw_rx_feed(&p.rx, buf, (size_t)n),
+		  TRIPLE(TERM_LAYER_LLP, TERM_ETYPE_LLP, TERM_ECODE_LLP_NO_MATCHING_RTR));
+	CHECK_INT(tp_count(&p, TP_EV_RTR) + tp_count(&p, TP_EV_IMM), 0);
+}
+
+/* Found by fuzz_rx: the segments of one WRITE keep its STag and continue its offsets. */
+static void test_rx_write_segments_continue(void)
+{
+	uint8_t two[2][4096];
+	unsigned seed = 2;
+	long n;
+
+	bad_setup(false);
+	{
+		struct siw_iov v = {payload, 200};
+		struct siw_tx_msg m = {.opcode = RDMAP_WRITE, .stag = env.mr_stag,
+				       .to = (uintptr_t)(env.mr + 32), .iov = &v, .niov = 1, .len = 200};
+		struct siw_tx_params tp = {.max_ulpdu = 114}; /* two FPDUs of 100 bytes */
+
+		siw_tx_init(&env.tx, &tp);
+		env.len = tp_build(&env.tx, &m, env.buf, sizeof(env.buf));
+	}
+	REQUIRE(env.len == 2 * 120);
+	memcpy(two[0], env.buf, (size_t)env.len);
+	/* The second segment names another (valid, writable) STag: not this message. */
+	put_be32(env.buf + 120 + DDP_OFF_STAG, env.opd_stag);
+	expect_err(TRIPLE(TERM_LAYER_DDP, TERM_ETYPE_DDP_TAGGED, TERM_ECODE_DDP_T_INV_STAG),
+		   DDP_TAGGED_HDR_LEN, "write segment with another STag");
+	/* The second segment skips ahead. */
+	bad_setup(false);
+	memcpy(env.buf, two[0], 240);
+	env.len = 240;
+	put_be64(env.buf + 120 + DDP_OFF_TO, get_be64(env.buf + 120 + DDP_OFF_TO) + 8);
+	expect_err(TRIPLE(TERM_LAYER_DDP, TERM_ETYPE_DDP_TAGGED, TERM_ECODE_DDP_T_BASE_BOUNDS),
+		   DDP_TAGGED_HDR_LEN, "write segment not continuing");
+	/* Unchanged, it goes through. */
+	bad_setup(false);
+	n = tp_feed(&env.p, two[0], 240, 1, &seed);
+	CHECK_INT(n, 240);
+	CHECK_INT(tp_count(&env.p, TP_EV_WRITE), 1);
+	(void)two[1];
+}
+
 /* A local fault while placing (EFAULT in the engine) stops the stream as a local error. */
 static void test_rx_place_fault(void)
 {
@@ -957,4 +1025,5 @@ T_MAIN(T_CASE(test_rfc7306_round_trip), T_CASE(test_rfc7306_atomic_errors),
        T_CASE(test_rx_rfc5041_tagged_errors), T_CASE(test_rx_rfc5040_read_request_errors),
        T_CASE(test_rx_rfc5041_untagged_errors), T_CASE(test_rx_header_errors),
        T_CASE(test_rx_rfc5044_crc_and_markers), T_CASE(test_rx_terminate_received),
-       T_CASE(test_rx_rtr), T_CASE(test_rx_place_fault))
+       T_CASE(test_rx_rtr), T_CASE(test_rx_place_fault),
+       T_CASE(test_rx_rtr_pending_only_rtr_or_terminate), T_CASE(test_rx_write_segments_continue))
