@@ -124,6 +124,12 @@ struct cm_channel {
 	struct rdma_event_channel ch; /* first: ch.fd is an eventfd, readable while queued > 0 */
 	pthread_mutex_t lock;
 	struct cm_event *head, *tail;
+	/*
+	 * Threads inside rdma_get_cm_event. A program may destroy the channel while its CM thread
+	 * still waits on it (rping does, at exit): the last waiter then frees it.
+	 */
+	int waiters;
+	bool dead;
 };
 
 static inline struct cm_channel *cm_channel(struct rdma_event_channel *ch)

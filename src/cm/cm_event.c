@@ -80,18 +80,33 @@ static void ev_drop_list(struct cm_event *e)
 	}
 }
 
+static void ch_release(struct cm_channel *ch)
+{
+	close(ch->ch.fd);
+	pthread_mutex_destroy(&ch->lock);
+	free(ch);
+}
+
 void cm_channel_free(struct cm_channel *ch)
 {
 	struct cm_event *list;
+	bool busy;
 
 	pthread_mutex_lock(&ch->lock);
 	list = ch->head;
 	ch->head = ch->tail = NULL;
+	ch->dead = true;
+	busy = ch->waiters > 0;
 	pthread_mutex_unlock(&ch->lock);
 	ev_drop_list(list);
-	close(ch->ch.fd);
-	pthread_mutex_destroy(&ch->lock);
-	free(ch);
+	/*
+	 * With rdma-core a thread blocked in rdma_get_cm_event stays blocked when its channel
+	 * is destroyed (close() does not wake a read), and programs rely on that at exit (rping's
+	 * CM thread must not return an error and exit the process with it). So a waited-on
+	 * channel keeps its fd and memory; no event can reach it any more.
+	 */
+	if (!busy)
+		ch_release(ch);
 }
 
 struct cm_event *cm_event_new(struct cm_id *id, struct cm_id *owner, enum rdma_cm_event_type type,
@@ -228,29 +243,40 @@ CM_API int rdma_get_cm_event(struct rdma_event_channel *channel, struct rdma_cm_
 	if (!channel || !event)
 		return cm_seterr(EINVAL);
 	ch = cm_channel(channel);
+	pthread_mutex_lock(&ch->lock);
+	ch->waiters++;
 	for (;;) {
 		struct pollfd p = {.fd = ch->ch.fd, .events = POLLIN};
-		int flags;
+		int flags, err = 0;
 
-		pthread_mutex_lock(&ch->lock);
-		e = ch->head;
-		if (e) {
+		if (ch->dead) {
+			/* Destroyed under us: block as rdma-core would (see cm_channel_free). */
+			pthread_mutex_unlock(&ch->lock);
+			for (;;)
+				pause();
+		} else if ((e = ch->head) != NULL) {
 			ch->head = e->next;
 			if (!ch->head) {
 				ch->tail = NULL;
 				ch_drain(ch);
 			}
 			e->next = NULL;
+		} else {
 			pthread_mutex_unlock(&ch->lock);
-			break;
+			flags = fcntl(ch->ch.fd, F_GETFL);
+			if (flags >= 0 && (flags & O_NONBLOCK))
+				err = EAGAIN;
+			else if (poll(&p, 1, -1) < 0 && errno != EINTR)
+				err = errno;
+			pthread_mutex_lock(&ch->lock);
+			if (!err)
+				continue;
 		}
+		ch->waiters--;
 		pthread_mutex_unlock(&ch->lock);
-
-		flags = fcntl(ch->ch.fd, F_GETFL);
-		if (flags >= 0 && (flags & O_NONBLOCK))
-			return cm_seterr(EAGAIN);
-		if (poll(&p, 1, -1) < 0 && errno != EINTR)
-			return -1;
+		if (err)
+			return cm_seterr(err);
+		break;
 	}
 
 	/*
