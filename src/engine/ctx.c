@@ -6,6 +6,7 @@
  * lets one-sided operations land while the target application calls nothing.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -86,7 +87,8 @@ __attribute__((constructor)) static void eng_fork_init(void)
 
 bool eng_forked(const struct eng_ctx *ctx)
 {
-	return ctx->pid != getpid();
+	/* No getpid() on the data path: the fork handler bumps a generation instead. */
+	return ctx->fork_gen != atomic_load_explicit(&fork_gen, memory_order_relaxed);
 }
 
 void eng_quiesce(void)
@@ -128,6 +130,12 @@ static void wake(struct eng_ctx *ctx)
 
 void eng_ctx_post(struct eng_ctx *ctx, struct eng_cmd *cmd, bool wait)
 {
+	if (eng_forked(ctx)) {
+		/* A forked child has no progress thread: nothing would ever run the command. */
+		if (!wait)
+			free(cmd);
+		return;
+	}
 	cmd->done = false;
 	cmd->waiter = wait;
 	pthread_mutex_lock(&ctx->lock);
@@ -215,6 +223,11 @@ static void *progress_main(void *arg)
 {
 	struct eng_ctx *ctx = arg;
 	struct epoll_event ev[MAX_EVENTS];
+	sigset_t all;
+
+	/* Signals are the application's business: deliver them to its threads, never to ours. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 
 	while (!atomic_load(&ctx->stop)) {
 		int n;
@@ -267,6 +280,7 @@ struct eng_ctx *eng_ctx_open(const struct eng_device *dev)
 	}
 	ctx->dev = *dev;
 	ctx->pid = getpid();
+	ctx->fork_gen = atomic_load(&fork_gen);
 	ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
 	ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	ctx->staging_size = STAGING_SIZE;

@@ -95,7 +95,8 @@ struct eng_ctx {
 	atomic_bool stop;
 	atomic_bool idle;    /* the progress thread sleeps in epoll_wait (quiescent) */
 	atomic_uint_fast64_t seen_epoch;
-	pid_t pid;	     /* creator; a forked child may not use the context */
+	pid_t pid;	     /* creator (process_vm_writev target) */
+	unsigned fork_gen;   /* fork generation at creation: a forked child may not use it */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cmd_cond;

@@ -558,6 +558,11 @@ int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *b
 	*bad = 0;
 	if (!qp || (n && !wr))
 		return EINVAL;
+	if (eng_forked(qp->ctx)) {
+		/* The parent's connection is not the child's to write on (verbs fork semantics). */
+		eng_err("post_send in a forked child on a QP of the parent: refused");
+		return EIO;
+	}
 	pthread_mutex_lock(&qp->lock);
 	for (int i = 0; i < n; i++) {
 		const struct eng_send_wr *w = &wr[i];

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "eng_pair.h"
@@ -552,7 +553,40 @@ static void test_engine_srq(void)
 	pair_destroy(&A, &B);
 }
 
-T_MAIN(T_CASE(test_engine_reads_fence_invalidate), T_CASE(test_engine_srq),
+/* fork(): the child cannot use the parent's QPs (and must not hang trying); the parent goes on. */
+static void test_engine_fork(void)
+{
+	uint8_t s[16] = "after fork", r[16];
+	struct eng_mr *smr, *rmr;
+	struct eng_cqe c;
+	int status = -1;
+	pid_t pid;
+
+	REQUIRE(connect_default(0));
+	smr = eng_mr_reg(A.pd, s, sizeof(s), (uintptr_t)s, 0);
+	rmr = eng_mr_reg(B.pd, r, sizeof(r), (uintptr_t)r, ENG_ACCESS_LOCAL_WRITE);
+	pid = fork();
+	if (pid == 0) {
+		/* Refused, and a destroy completes without the (absent) progress thread. */
+		int rc = post_send1(A.qp, ENG_WR_SEND, 1, s, 16, smr, 0, 0, 0) == EIO ? 0 : 1;
+
+		eng_qp_destroy(A.qp);
+		_exit(rc);
+	}
+	REQUIRE(pid > 0);
+	CHECK_INT(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_INT(post_recv1(B.qp, 1, r, sizeof(r), rmr), 0);
+	CHECK_INT(post_send1(A.qp, ENG_WR_SEND, 1, s, 16, smr, 0, 0, 0), 0);
+	CHECK_INT(poll_n(B.rcq, &c, 1, 5000), 1);
+	CHECK_INT(c.status, ENG_WC_SUCCESS);
+	CHECK_MEM(r, s, 16);
+	eng_mr_dereg(smr);
+	eng_mr_dereg(rmr);
+	pair_destroy(&A, &B);
+}
+
+T_MAIN(T_CASE(test_engine_fork), T_CASE(test_engine_reads_fence_invalidate), T_CASE(test_engine_srq),
        T_CASE(test_engine_unmapped_target), T_CASE(test_engine_send_recv), T_CASE(test_engine_write_read_one_sided),
        T_CASE(test_engine_pipeline), T_CASE(test_engine_bad_rkey_terminates),
        T_CASE(test_engine_send_without_recv), T_CASE(test_engine_disconnect),
