@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -117,6 +118,7 @@ struct eng_cq *eng_cq_create(struct eng_ctx *ctx, int cqe, struct eng_channel *c
 		return NULL;
 	}
 	pthread_mutex_init(&cq->lock, NULL);
+	pthread_mutex_init(&cq->qp_lock, NULL);
 	cq->ctx = ctx;
 	cq->ch = ch;
 	cq->user = user;
@@ -136,6 +138,8 @@ int eng_cq_destroy(struct eng_cq *cq)
 		atomic_fetch_sub(&cq->ch->refs, 1);
 	ctx_obj(cq->ctx, -1);
 	pthread_mutex_destroy(&cq->lock);
+	pthread_mutex_destroy(&cq->qp_lock);
+	free(cq->qps);
 	free(cq->ring);
 	free(cq);
 	return 0;
@@ -214,6 +218,107 @@ void eng_cq_push(struct eng_cq *cq, const struct eng_cqe *cqe)
 	}
 }
 
+int eng_cq_attach(struct eng_cq *cq, struct eng_qp *qp)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&cq->qp_lock);
+	if (cq->nqps == cq->qps_cap) {
+		unsigned cap = cq->qps_cap ? cq->qps_cap * 2 : 4;
+		struct eng_qp **q = realloc(cq->qps, cap * sizeof(*q));
+
+		if (q) {
+			cq->qps = q;
+			cq->qps_cap = cap;
+		} else {
+			err = ENOMEM;
+		}
+	}
+	if (!err)
+		cq->qps[cq->nqps++] = qp;
+	pthread_mutex_unlock(&cq->qp_lock);
+	return err;
+}
+
+void eng_cq_detach(struct eng_cq *cq, struct eng_qp *qp)
+{
+	pthread_mutex_lock(&cq->qp_lock);
+	for (unsigned i = 0; i < cq->nqps; i++)
+		if (cq->qps[i] == qp) {
+			cq->qps[i] = cq->qps[--cq->nqps];
+			break;
+		}
+	pthread_mutex_unlock(&cq->qp_lock);
+}
+
+/* ---- busy polling ---------------------------------------------------------------------------- */
+
+#define POLL_STAGING (64 * 1024)
+
+static pthread_key_t reader_key;
+static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
+
+static void reader_free(void *p)
+{
+	eng_reader_fini(p);
+	free(p);
+}
+
+static void reader_key_init(void)
+{
+	if (pthread_key_create(&reader_key, reader_free))
+		eng_warn("no thread-specific key: busy polling is off");
+}
+
+/* This application thread's receive buffers (made on first use, freed at thread exit). */
+static struct eng_reader *thread_reader(void)
+{
+	struct eng_reader *rd;
+
+	pthread_once(&reader_once, reader_key_init);
+	rd = pthread_getspecific(reader_key);
+	if (rd)
+		return rd;
+	rd = malloc(sizeof(*rd));
+	if (!rd || eng_reader_init(rd, POLL_STAGING)) {
+		free(rd);
+		return NULL;
+	}
+	if (pthread_setspecific(reader_key, rd)) {
+		reader_free(rd);
+		return NULL;
+	}
+	return rd;
+}
+
+/*
+ * SIW_POLL_PROGRESS=1 turns busy polling on: an application thread polling an empty CQ reads
+ * the sockets of its QPs itself instead of waiting for the progress thread. It is off by
+ * default: measured on 2-core machines (siw-bench, SEND ping-pong), where the spinning threads
+ * of both peers already take every core, it made latency worse (80 us against 29 us) because
+ * the progress thread, woken by the same data, then fights the poller for the QP.
+ */
+static int poll_progress = -1;
+
+static void cq_progress(struct eng_cq *cq)
+{
+	struct eng_reader *rd;
+
+	if (poll_progress < 0) {
+		const char *e = getenv("SIW_POLL_PROGRESS");
+
+		poll_progress = e && *e == '1';
+	}
+	if (!poll_progress || eng_in_progress_thread(cq->ctx) || eng_forked(cq->ctx))
+		return;
+	rd = thread_reader();
+	if (!rd || pthread_mutex_trylock(&cq->qp_lock))
+		return;
+	for (unsigned i = 0; i < cq->nqps; i++)
+		eng_qp_poll_progress(cq->qps[i], rd);
+	pthread_mutex_unlock(&cq->qp_lock);
+}
+
 int eng_cq_poll(struct eng_cq *cq, int n, struct eng_cqe *out)
 {
 	int got = 0;
@@ -224,15 +329,20 @@ int eng_cq_poll(struct eng_cq *cq, int n, struct eng_cqe *out)
 	 */
 	if (__atomic_load_n(&cq->tail, __ATOMIC_ACQUIRE) ==
 	    __atomic_load_n(&cq->head, __ATOMIC_RELAXED)) {
-		/*
-		 * An application spinning on an empty CQ must not starve the progress thread
-		 * that fills it when cores are scarce (2-core CI machines, containers): give the
-		 * CPU away now and then. With a core to spare this costs one cheap syscall.
-		 */
-		if ((atomic_fetch_add_explicit(&cq->empty_polls, 1, memory_order_relaxed) & 31) ==
-		    31)
-			sched_yield();
-		return 0;
+		/* Empty: make progress on the QPs behind it ourselves (busy polling)... */
+		cq_progress(cq);
+		if (__atomic_load_n(&cq->tail, __ATOMIC_ACQUIRE) ==
+		    __atomic_load_n(&cq->head, __ATOMIC_RELAXED)) {
+			/*
+			 * ... and now and then give the CPU away: a spinning application must not
+			 * starve the progress thread when cores are scarce (2-core CI machines,
+			 * containers). With a core to spare this costs one cheap syscall.
+			 */
+			if ((atomic_fetch_add_explicit(&cq->empty_polls, 1, memory_order_relaxed) &
+			     31) == 31)
+				sched_yield();
+			return 0;
+		}
 	}
 	pthread_mutex_lock(&cq->lock);
 	while (got < n && cq->head != cq->tail) {

@@ -265,6 +265,32 @@ static void *progress_main(void *arg)
 	return NULL;
 }
 
+/* ---- readers ---------------------------------------------------------------------------------- */
+
+int eng_reader_init(struct eng_reader *rd, size_t staging)
+{
+	memset(rd, 0, sizeof(*rd));
+	rd->staging_size = staging;
+	rd->staging = malloc(staging);
+	rd->pl_src = calloc(ENG_PLACE_BATCH, sizeof(*rd->pl_src));
+	rd->pl_dst = calloc(ENG_PLACE_BATCH, sizeof(*rd->pl_dst));
+	rd->pend = calloc(ENG_PEND_CQE, sizeof(*rd->pend));
+	if (!rd->staging || !rd->pl_src || !rd->pl_dst || !rd->pend) {
+		eng_reader_fini(rd);
+		return ENOMEM;
+	}
+	return 0;
+}
+
+void eng_reader_fini(struct eng_reader *rd)
+{
+	free(rd->staging);
+	free(rd->pl_src);
+	free(rd->pl_dst);
+	free(rd->pend);
+	memset(rd, 0, sizeof(*rd));
+}
+
 /* ---- contexts -------------------------------------------------------------------------------- */
 
 struct eng_ctx *eng_ctx_open(const struct eng_device *dev)
@@ -283,13 +309,8 @@ struct eng_ctx *eng_ctx_open(const struct eng_device *dev)
 	ctx->fork_gen = atomic_load(&fork_gen);
 	ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
 	ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	ctx->staging_size = STAGING_SIZE;
-	ctx->staging = malloc(STAGING_SIZE);
-	ctx->pl_src = calloc(ENG_PLACE_BATCH, sizeof(*ctx->pl_src));
-	ctx->pl_dst = calloc(ENG_PLACE_BATCH, sizeof(*ctx->pl_dst));
-	ctx->pend = calloc(ENG_PEND_CQE, sizeof(*ctx->pend));
-	if (ctx->epfd < 0 || ctx->wake_fd < 0 || pipe2(p, O_CLOEXEC) < 0 || !ctx->staging ||
-	    !ctx->pl_src || !ctx->pl_dst || !ctx->pend)
+	if (ctx->epfd < 0 || ctx->wake_fd < 0 || pipe2(p, O_CLOEXEC) < 0 ||
+	    eng_reader_init(&ctx->rd, STAGING_SIZE))
 		goto fail;
 	ctx->async_rd = p[0];
 	ctx->async_wr = p[1];
@@ -322,10 +343,7 @@ fail:
 		close(p[0]);
 		close(p[1]);
 	}
-	free(ctx->staging);
-	free(ctx->pl_src);
-	free(ctx->pl_dst);
-	free(ctx->pend);
+	eng_reader_fini(&ctx->rd);
 	free(ctx);
 	errno = err;
 	return NULL;
@@ -353,10 +371,7 @@ int eng_ctx_close(struct eng_ctx *ctx)
 	close(ctx->wake_fd);
 	close(ctx->async_rd);
 	close(ctx->async_wr);
-	free(ctx->staging);
-	free(ctx->pl_src);
-	free(ctx->pl_dst);
-	free(ctx->pend);
+	eng_reader_fini(&ctx->rd);
 	pthread_mutex_destroy(&ctx->lock);
 	pthread_cond_destroy(&ctx->cmd_cond);
 	free(ctx);

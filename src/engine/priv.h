@@ -85,6 +85,35 @@ struct eng_cmd {
 	bool waiter;	     /* someone waits for done (the command lives on its stack) */
 };
 
+struct eng_cq;
+struct eng_pend_cqe {
+	struct eng_cq *cq;
+	struct eng_cqe cqe;
+};
+#define ENG_PEND_CQE 256
+
+/*
+ * What one thread needs to receive for QPs: a staging buffer that socket reads land in, the
+ * copies from it into place (done in one system call), and the receive completions waiting for
+ * them. The progress thread has one; an application thread that polls a CQ gets its own (see
+ * eng_cq_poll). pl_commit pieces belong to messages whose completion is pending; the rest belong
+ * to an FPDU not yet checked (CRC). Used under the rx_lock of the QP being read.
+ */
+struct eng_reader {
+	uint8_t *staging;
+	size_t staging_size;
+	struct iovec *pl_src, *pl_dst;
+	unsigned pl_n;
+	size_t pl_bytes;
+	unsigned pl_commit;
+	bool pl_sealed;	     /* the last piece may not grow: a completion follows it */
+	struct eng_pend_cqe *pend;
+	unsigned npend;
+};
+
+int eng_reader_init(struct eng_reader *rd, size_t staging);
+void eng_reader_fini(struct eng_reader *rd);
+
 struct eng_ctx {
 	struct eng_device dev;
 	int epfd;
@@ -104,29 +133,10 @@ struct eng_ctx {
 	struct eng_link qps;
 	unsigned nobjs;	     /* PDs, CQs, channels, QPs, SRQs alive */
 
-	uint8_t *staging;    /* progress thread only: reads from sockets land here */
-	size_t staging_size;
-	/*
-	 * Progress thread only: copies from staging into place, done in one system call, and the
-	 * receive completions that wait for them. pl_commit pieces belong to messages whose
-	 * completion is pending; the rest belong to an FPDU not yet checked (CRC).
-	 */
-	struct iovec *pl_src, *pl_dst;
-	unsigned pl_n;
-	size_t pl_bytes;
-	unsigned pl_commit;
-	bool pl_sealed;	     /* the last piece may not grow: a completion follows it */
-	struct eng_pend_cqe *pend;
-	unsigned npend;
+	struct eng_reader rd; /* the progress thread's */
 	struct eng_link ctx_link;
 };
 
-struct eng_cq;
-struct eng_pend_cqe {
-	struct eng_cq *cq;
-	struct eng_cqe cqe;
-};
-#define ENG_PEND_CQE 256
 
 /* Queues a command for the progress thread. wait: block until it ran. */
 void eng_ctx_post(struct eng_ctx *ctx, struct eng_cmd *cmd, bool wait);
@@ -184,6 +194,10 @@ struct eng_cq {
 	int armed;	     /* 0, ARM_NEXT, ARM_SOLICITED */
 	bool overflow;
 	atomic_uint empty_polls;
+	/* QPs that complete into this CQ, for busy polling (qp_lock; never held across others) */
+	pthread_mutex_t qp_lock;
+	struct eng_qp **qps;
+	unsigned nqps, qps_cap;
 	struct eng_channel *ch;
 	void *user;
 	atomic_int refs;     /* QPs using it */
@@ -194,6 +208,9 @@ struct eng_cq {
 
 /* Adds a completion; raises the channel event if armed for it. */
 void eng_cq_push(struct eng_cq *cq, const struct eng_cqe *cqe);
+/* A QP completes into this CQ (for busy polling); detach is idempotent. */
+int eng_cq_attach(struct eng_cq *cq, struct eng_qp *qp);
+void eng_cq_detach(struct eng_cq *cq, struct eng_qp *qp);
 
 /* ---- receive queues ---------------------------------------------------------------------- */
 
@@ -351,6 +368,7 @@ struct eng_qp {
 	/* receive side (under rx_lock) */
 	struct siw_rx rx;
 	struct eng_rq rq;
+	struct eng_reader *rd;	 /* whose buffers the current read uses (set under rx_lock) */
 	struct eng_rq *rq_active; /* the RQ (own or SRQ's) the receive in progress came from */
 	uint64_t rx_wr_id;	 /* the receive in progress */
 	struct siw_sge rx_sge[ENG_MAX_SGE]; /* its SGEs, copied out of the (shared) queue */
@@ -370,6 +388,8 @@ static inline struct eng_wqe *sq_entry(struct eng_qp *qp, uint32_t i)
 int eng_qp_tx_run(struct eng_qp *qp, unsigned budget);
 /* qp_rx.c: the socket is readable (progress thread). */
 void eng_qp_rx_ready(struct eng_qp *qp);
+/* qp_rx.c: busy-poll progress from an application thread polling an empty CQ. */
+void eng_qp_poll_progress(struct eng_qp *qp, struct eng_reader *rd);
 extern const struct siw_rx_ops eng_rx_ops;
 /* qp.c */
 void eng_qp_fail(struct eng_qp *qp, int err); /* progress thread */

@@ -97,6 +97,18 @@ struct eng_qp *eng_qp_create(struct eng_pd *pd, struct eng_qp_init *init)
 		cap->max_inline_data = 0;
 	qp->cap = *cap;
 
+	if (eng_cq_attach(qp->scq, qp) || (qp->rcq != qp->scq && eng_cq_attach(qp->rcq, qp))) {
+		eng_cq_detach(qp->scq, qp);
+		pthread_mutex_destroy(&qp->lock);
+		pthread_mutex_destroy(&qp->rx_lock);
+		if (!init->srq)
+			eng_rq_fini(&qp->rq);
+		free(qp->batch);
+		free(qp->sq_mem);
+		free(qp);
+		errno = ENOMEM;
+		return NULL;
+	}
 	atomic_fetch_add(&pd->refs, 1);
 	atomic_fetch_add(&qp->scq->refs, 1);
 	atomic_fetch_add(&qp->rcq->refs, 1);
@@ -292,10 +304,10 @@ void eng_qp_fail(struct eng_qp *qp, int err)
 		 */
 		shutdown(qp->fd, SHUT_WR);
 		for (int i = 0; i < 16; i++) {
-			uint8_t *b = qp->ctx->staging;
+			uint8_t *b = qp->ctx->rd.staging;
 
 			if (!eng_in_progress_thread(qp->ctx) ||
-			    recv(qp->fd, b, qp->ctx->staging_size, MSG_DONTWAIT) <= 0)
+			    recv(qp->fd, b, qp->ctx->rd.staging_size, MSG_DONTWAIT) <= 0)
 				break;
 		}
 		close(qp->fd);
@@ -367,6 +379,9 @@ int eng_qp_destroy(struct eng_qp *qp)
 	link_del(&qp->link);
 	qp->ctx->nobjs--;
 	pthread_mutex_unlock(&qp->ctx->lock);
+	/* No busy poller may reach it any more. */
+	eng_cq_detach(qp->scq, qp);
+	eng_cq_detach(qp->rcq, qp);
 	atomic_fetch_sub(&qp->pd->refs, 1);
 	atomic_fetch_sub(&qp->scq->refs, 1);
 	atomic_fetch_sub(&qp->rcq->refs, 1);
@@ -636,7 +651,7 @@ void eng_qp_want_write(struct eng_qp *qp, bool on)
 		return;
 	ev.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0);
 	if (epoll_ctl(qp->ctx->epfd, EPOLL_CTL_MOD, qp->fd, &ev) == 0)
-		qp->epollout = on;
+		__atomic_store_n(&qp->epollout, on, __ATOMIC_RELAXED); /* busy pollers peek */
 }
 
 void eng_qp_kick_tx(struct eng_qp *qp)

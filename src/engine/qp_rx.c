@@ -22,6 +22,10 @@
 #define SMALL_STAGE 4096
 /* Reads per readiness event before other QPs get their turn. */
 #define RX_BUDGET 32
+/* Reads an application thread does per empty poll of a CQ. */
+#define POLL_BUDGET 4
+/* rx_run: the peer closed the connection in an orderly way. */
+#define ENG_CLOSED_GRACEFULLY 1
 
 /* ---- callbacks from the core ------------------------------------------------------------------ */
 
@@ -92,13 +96,13 @@ static int rx_orq_head(void *user, struct siw_orq_view *v)
  */
 static int place_pieces(struct eng_qp *qp, unsigned n, size_t bytes)
 {
-	struct eng_ctx *ctx = qp->ctx;
+	struct eng_reader *rd = qp->rd;
 	ssize_t r;
 
 	if (!n)
 		return 0;
 	if (eng_place_mode == ENG_PLACE_SAFE) {
-		r = process_vm_writev(ctx->pid, ctx->pl_src, n, ctx->pl_dst, n, 0);
+		r = process_vm_writev(qp->ctx->pid, rd->pl_src, n, rd->pl_dst, n, 0);
 		if (r < 0 && (errno == EPERM || errno == ENOSYS)) {
 			/* A seccomp profile (containers) may forbid it: copy from now on. */
 			eng_warn("process_vm_writev: %s; placing with memcpy from now on "
@@ -115,38 +119,38 @@ static int place_pieces(struct eng_qp *qp, unsigned n, size_t bytes)
 	}
 	if (eng_place_mode == ENG_PLACE_COPY)
 		for (unsigned i = 0; i < n; i++)
-			memcpy(ctx->pl_dst[i].iov_base, ctx->pl_src[i].iov_base,
-			       ctx->pl_src[i].iov_len);
+			memcpy(rd->pl_dst[i].iov_base, rd->pl_src[i].iov_base,
+			       rd->pl_src[i].iov_len);
 	return 0;
 }
 
 /* Reports the completions that waited for their data; with failed set, as local errors. */
-static void push_pending(struct eng_ctx *ctx, bool failed)
+static void push_pending(struct eng_reader *rd, bool failed)
 {
-	for (unsigned i = 0; i < ctx->npend; i++) {
+	for (unsigned i = 0; i < rd->npend; i++) {
 		if (failed)
-			ctx->pend[i].cqe.status = ENG_WC_LOC_PROT_ERR;
-		eng_cq_push(ctx->pend[i].cq, &ctx->pend[i].cqe);
+			rd->pend[i].cqe.status = ENG_WC_LOC_PROT_ERR;
+		eng_cq_push(rd->pend[i].cq, &rd->pend[i].cqe);
 	}
-	ctx->npend = 0;
+	rd->npend = 0;
 }
 
-static void place_reset(struct eng_ctx *ctx)
+static void place_reset(struct eng_reader *rd)
 {
-	ctx->pl_n = 0;
-	ctx->pl_bytes = 0;
-	ctx->pl_commit = 0;
-	ctx->pl_sealed = false;
+	rd->pl_n = 0;
+	rd->pl_bytes = 0;
+	rd->pl_commit = 0;
+	rd->pl_sealed = false;
 }
 
 /* Everything staged goes into place, then the completions that waited for it. */
 static int place_flush(struct eng_qp *qp)
 {
-	struct eng_ctx *ctx = qp->ctx;
-	int err = place_pieces(qp, ctx->pl_n, ctx->pl_bytes);
+	struct eng_reader *rd = qp->rd;
+	int err = place_pieces(qp, rd->pl_n, rd->pl_bytes);
 
-	place_reset(ctx);
-	push_pending(ctx, err != 0);
+	place_reset(rd);
+	push_pending(rd, err != 0);
 	return err;
 }
 
@@ -156,30 +160,30 @@ static int place_flush(struct eng_qp *qp)
  */
 static void place_abort(struct eng_qp *qp)
 {
-	struct eng_ctx *ctx = qp->ctx;
+	struct eng_reader *rd = qp->rd;
 	size_t bytes = 0;
 	int err;
 
-	for (unsigned i = 0; i < ctx->pl_commit; i++)
-		bytes += ctx->pl_src[i].iov_len;
-	err = place_pieces(qp, ctx->pl_commit, bytes);
-	place_reset(ctx);
-	push_pending(ctx, err != 0);
+	for (unsigned i = 0; i < rd->pl_commit; i++)
+		bytes += rd->pl_src[i].iov_len;
+	err = place_pieces(qp, rd->pl_commit, bytes);
+	place_reset(rd);
+	push_pending(rd, err != 0);
 }
 
 static int rx_place(void *user, void *dst, const void *src, size_t len)
 {
 	struct eng_qp *qp = user;
-	struct eng_ctx *ctx = qp->ctx;
-	unsigned n = ctx->pl_n;
+	struct eng_reader *rd = qp->rd;
+	unsigned n = rd->pl_n;
 
 	/* Pieces that continue the previous one on both sides are merged. */
-	if (n && !ctx->pl_sealed &&
-	    (uint8_t *)ctx->pl_src[n - 1].iov_base + ctx->pl_src[n - 1].iov_len == src &&
-	    (uint8_t *)ctx->pl_dst[n - 1].iov_base + ctx->pl_dst[n - 1].iov_len == dst) {
-		ctx->pl_src[n - 1].iov_len += len;
-		ctx->pl_dst[n - 1].iov_len += len;
-		ctx->pl_bytes += len;
+	if (n && !rd->pl_sealed &&
+	    (uint8_t *)rd->pl_src[n - 1].iov_base + rd->pl_src[n - 1].iov_len == src &&
+	    (uint8_t *)rd->pl_dst[n - 1].iov_base + rd->pl_dst[n - 1].iov_len == dst) {
+		rd->pl_src[n - 1].iov_len += len;
+		rd->pl_dst[n - 1].iov_len += len;
+		rd->pl_bytes += len;
 		return 0;
 	}
 	if (n == ENG_PLACE_BATCH) {
@@ -189,13 +193,13 @@ static int rx_place(void *user, void *dst, const void *src, size_t len)
 			return err;
 		n = 0;
 	}
-	ctx->pl_src[n].iov_base = (void *)(uintptr_t)src;
-	ctx->pl_src[n].iov_len = len;
-	ctx->pl_dst[n].iov_base = dst;
-	ctx->pl_dst[n].iov_len = len;
-	ctx->pl_n = n + 1;
-	ctx->pl_bytes += len;
-	ctx->pl_sealed = false;
+	rd->pl_src[n].iov_base = (void *)(uintptr_t)src;
+	rd->pl_src[n].iov_len = len;
+	rd->pl_dst[n].iov_base = dst;
+	rd->pl_dst[n].iov_len = len;
+	rd->pl_n = n + 1;
+	rd->pl_bytes += len;
+	rd->pl_sealed = false;
 	return 0;
 }
 
@@ -206,19 +210,19 @@ static int rx_place(void *user, void *dst, const void *src, size_t len)
 static int complete_after_placement(struct eng_qp *qp, struct eng_cq *cq,
 				    const struct eng_cqe *c)
 {
-	struct eng_ctx *ctx = qp->ctx;
+	struct eng_reader *rd = qp->rd;
 
-	if (ctx->npend == ENG_PEND_CQE) {
+	if (rd->npend == ENG_PEND_CQE) {
 		int err = place_flush(qp);
 
 		if (err)
 			return err;
 	}
-	ctx->pend[ctx->npend].cq = cq;
-	ctx->pend[ctx->npend].cqe = *c;
-	ctx->npend++;
-	ctx->pl_commit = ctx->pl_n;
-	ctx->pl_sealed = true;
+	rd->pend[rd->npend].cq = cq;
+	rd->pend[rd->npend].cqe = *c;
+	rd->npend++;
+	rd->pl_commit = rd->pl_n;
+	rd->pl_sealed = true;
 	return 0;
 }
 
@@ -329,11 +333,11 @@ const struct siw_rx_ops eng_rx_ops = {
 /* ---- reading ---------------------------------------------------------------------------------- */
 
 /* Reads and parses what the socket holds. Returns 0, 1 (peer closed) or a stream error. */
-static int rx_read(struct eng_qp *qp)
+static int rx_read(struct eng_qp *qp, unsigned budget)
 {
-	uint8_t *stage = qp->ctx->staging;
+	uint8_t *stage = qp->rd->staging;
 
-	for (int it = 0; it < RX_BUDGET; it++) {
+	for (unsigned it = 0; it < budget; it++) {
 		struct iovec iov[SIW_MAX_SGE + 1];
 		size_t dlen = 0, want;
 		int cnt = siw_rx_direct_iov(&qp->rx, (struct siw_iov *)iov, SIW_MAX_SGE, &dlen);
@@ -343,7 +347,7 @@ static int rx_read(struct eng_qp *qp)
 		 * staging read would end on an FPDU boundary and copy every payload once more.
 		 */
 		size_t stage_len = qp->rx.ulpdu_len >= 2 * DIRECT_MIN ? SMALL_STAGE
-								       : qp->ctx->staging_size;
+								       : qp->rd->staging_size;
 		ssize_t n;
 
 		if (cnt > 0 && dlen >= DIRECT_MIN) {
@@ -398,23 +402,25 @@ static int rx_read(struct eng_qp *qp)
 	return 0;
 }
 
-void eng_qp_rx_ready(struct eng_qp *qp)
+/*
+ * Reads what the socket holds with the buffers of reader rd (rx_lock held). Returns 0, or the
+ * error to fail the QP with (0 also for nothing to read); *kick says the send side has work.
+ */
+static int rx_run(struct eng_qp *qp, struct eng_reader *rd, unsigned budget, bool *kick)
 {
+	bool midway;
 	int r;
-	bool kick, midway;
 
-	pthread_mutex_lock(&qp->rx_lock);
-	if (qp->fd < 0 || qp->state == SIW_QP_ERROR) {
-		pthread_mutex_unlock(&qp->rx_lock);
-		return;
-	}
+	if (qp->fd < 0 || qp->state == SIW_QP_ERROR)
+		return 0;
 	qp->tx_kick = false;
-	r = rx_read(qp);
+	qp->rd = rd;
+	r = rx_read(qp, budget);
 	/*
 	 * Nothing staged may outlive this call: the staging buffer and the batch belong to the
-	 * whole context, and the next QP's reads reuse them. On an error the staged pieces are
-	 * dropped, not placed: they may belong to the FPDU that failed its CRC. Every message that
-	 * completed before the error was placed before its completion was reported.
+	 * reader, and its next QP reuses them. On an error the staged pieces are dropped, not
+	 * placed: they may belong to the FPDU that failed its CRC. Every message that completed
+	 * before the error was placed before its completion was reported.
 	 */
 	if (r < 0) {
 		place_abort(qp);
@@ -422,16 +428,49 @@ void eng_qp_rx_ready(struct eng_qp *qp)
 		r = siw_rx_fail(&qp->rx, SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
 						      TERM_ECODE_RDMAP_UNSPECIFIED));
 	}
-	kick = qp->tx_kick;
-	/* The peer closed: a graceful disconnect unless a message was cut short. */
-	midway = qp->rx.state != SIW_RX_HDR || qp->rx.hdr_have;
-	pthread_mutex_unlock(&qp->rx_lock);
-
-	if (kick && r == 0)
-		eng_qp_kick_tx(qp);
+	*kick = qp->tx_kick && r == 0;
 	if (r == 1) {
-		eng_qp_fail(qp, midway ? SIW_ERR_CLOSED : 0);
-	} else if (r < 0) {
-		eng_qp_fail(qp, r);
+		/* The peer closed: a graceful disconnect unless a message was cut short. */
+		midway = qp->rx.state != SIW_RX_HDR || qp->rx.hdr_have;
+		return midway ? SIW_ERR_CLOSED : ENG_CLOSED_GRACEFULLY;
 	}
+	return r;
+}
+
+void eng_qp_rx_ready(struct eng_qp *qp)
+{
+	bool kick = false;
+	int r;
+
+	pthread_mutex_lock(&qp->rx_lock);
+	r = rx_run(qp, &qp->ctx->rd, RX_BUDGET, &kick);
+	pthread_mutex_unlock(&qp->rx_lock);
+	if (kick)
+		eng_qp_kick_tx(qp);
+	if (r)
+		eng_qp_fail(qp, r == ENG_CLOSED_GRACEFULLY ? 0 : r);
+}
+
+/*
+ * An application thread polls an empty CQ of this QP: instead of waiting for the progress
+ * thread to wake up, read the socket and finish pending sends right here (busy polling). Never
+ * blocks: a QP another thread is working on is skipped.
+ */
+void eng_qp_poll_progress(struct eng_qp *qp, struct eng_reader *rd)
+{
+	bool kick = false;
+	int r = 0;
+
+	if (!pthread_mutex_trylock(&qp->rx_lock)) {
+		r = rx_run(qp, rd, POLL_BUDGET, &kick);
+		pthread_mutex_unlock(&qp->rx_lock);
+	}
+	if (!r && (kick || __atomic_load_n(&qp->epollout, __ATOMIC_RELAXED)) &&
+	    !pthread_mutex_trylock(&qp->lock)) {
+		if (qp->state != SIW_QP_ERROR)
+			r = eng_qp_tx_run(qp, 1);
+		pthread_mutex_unlock(&qp->lock);
+	}
+	if (r)
+		eng_qp_request_fail(qp, r == ENG_CLOSED_GRACEFULLY ? 0 : r);
 }
