@@ -250,6 +250,28 @@ static const char *bad_frame_reason(const struct siw_mpa_reader *rd, char *buf, 
 	return buf;
 }
 
+/* What to change when an MPA negotiation fails (err from siw_mpa_respond/check_reply). */
+static const char *mpa_advice(const struct cm_id *id, const struct siw_mpa_frame *f, int err)
+{
+	unsigned code = siw_err_is_term(err) ? siw_err_term_ecode(err) : 0;
+
+	if (code == TERM_ECODE_LLP_NO_MATCHING_RTR)
+		return "the peer-to-peer RTR types do not match: give both ends a common type in "
+		       "SIW_MPA_RTR (write,read,send), or turn peer-to-peer off at the initiator "
+		       "(SIW_MPA_P2P=0)";
+	if (code == TERM_ECODE_LLP_INSUFFICIENT_IRD)
+		return "the RDMA READ depths do not fit: lower the initiator's initiator_depth or "
+		       "raise the responder's responder_resources";
+	if ((f->flags & MPA_FLAG_MARKERS) && !id->cfg.mpa.accept_markers)
+		return "the peer asks for MPA markers, which this side refuses: set "
+		       "SIW_MPA_MARKERS=1 here, or make the peer stop asking for markers";
+	if (f->is_reply && id->cfg.mpa.crc == SIW_CRC_REQUIRE && !(f->flags & MPA_FLAG_CRC))
+		return "SIW_MPA_CRC=require here, but the peer runs without CRC: enable CRC at the "
+		       "peer (kernel siw: mpa_crc_required=1) or use SIW_MPA_CRC=request here";
+	return "both ends must agree on SIW_MPA_REV, SIW_MPA_CRC, SIW_MPA_MARKERS and "
+	       "peer-to-peer mode (SIW_MPA_P2P, SIW_MPA_RTR)";
+}
+
 /*
  * Best effort: the MPA-layer TERMINATE the initiator owes the responder when the reply cannot
  * be used (RFC 6581: insufficient IRD, no matching RTR), sent as the first FPDU.
@@ -283,6 +305,9 @@ static void send_terminate(struct cm_id *id, int err)
 static void conn_fail(struct cm_id *id, enum rdma_cm_event_type type, int status, const void *pd,
 		      size_t pd_len)
 {
+	/* observability hook (SIW_CAPTURE): the MPA frames exchanged so far */
+	eng_capture_mpa(id->fd, &id->id.route.addr.dst_addr, id->out, id->out_off, id->rd.buf,
+			id->rd.have);
 	cm_timer_clear(id);
 	cm_close_fd(id);
 	cm_set_state(id, CM_FAILED);
@@ -346,6 +371,11 @@ int cm_conn_handoff(struct cm_id *id, bool initiator)
 	c.mpa.user_pd_len = 0;
 	c.ops = &cm_eng_ops;
 	c.cm_user = (void *)(uintptr_t)id->handle;
+	/* observability hook (SIW_CAPTURE): the MPA frames of this connection, for the capture */
+	c.mpa_sent = id->out;
+	c.mpa_sent_len = id->out_off;
+	c.mpa_rcvd = id->rd.buf;
+	c.mpa_rcvd_len = id->rd.have;
 	/* Before the call: established() may be reported while it runs. */
 	cm_set_state(id, CM_CONNECTED);
 	r = eng_qp_connect(qp, &c);
@@ -401,16 +431,16 @@ static void initiator_got_reply(struct cm_id *id)
 	if (r == SIW_ERR_REJECTED) {
 		size_t len = id->res.user_pd_len > 255 ? 255 : id->res.user_pd_len;
 
-		cm_err("connect to %s: rejected by the peer (MPA reject, %u bytes of private data)",
+		cm_err("connect to %s: rejected by the peer (MPA reject, %u bytes of private data). "
+		       "The peer's log says why: its application refused the connection, or its "
+		       "MPA settings refuse ours (compare SIW_MPA_* on both ends)",
 		       peer, id->res.user_pd_len);
 		conn_fail(id, RDMA_CM_EVENT_REJECTED, -ECONNREFUSED, id->res.user_pd, len);
 		return;
 	}
 	if (r < 0) {
-		cm_err("connect to %s: the MPA reply does not fit our request: %s. Both ends must "
-		       "agree on SIW_MPA_REV, SIW_MPA_CRC=require, markers and peer-to-peer "
-		       "(SIW_MPA_P2P/SIW_MPA_RTR)",
-		       peer, siw_strerror(r));
+		cm_err("connect to %s: the MPA reply does not fit our request: %s; %s", peer,
+		       siw_strerror(r), mpa_advice(id, &id->frame, r));
 		send_terminate(id, r);
 		conn_fail(id, RDMA_CM_EVENT_CONNECT_ERROR, -EPROTO, NULL, 0);
 		return;
@@ -514,6 +544,9 @@ void cm_conn_reject(struct cm_id *id, const void *pd, size_t pd_len)
 	 * FIN after the reject. Unread input would turn close() into a reset that can overtake
 	 * the reject, so drain what a misbehaving peer may have sent beyond its request.
 	 */
+	/* observability hook (SIW_CAPTURE): the request and our reject */
+	eng_capture_mpa(id->fd, &id->id.route.addr.dst_addr, id->out, id->out_off, id->rd.buf,
+			id->rd.have);
 	shutdown(id->fd, SHUT_WR);
 	for (int i = 0; i < 16 && recv(id->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
 		;
@@ -563,9 +596,9 @@ static void responder_got_request(struct cm_id *id)
 	/* Checked now against the device's limits; rdma_accept decides again with the app's. */
 	r = siw_mpa_respond(&id->cfg.mpa, &id->frame, dev->max_ird, dev->max_ord, &id->res);
 	if (r < 0) {
-		cm_err("rejected connection from %s: %s (MPA revision %u, flags 0x%02x). Set "
-		       "SIW_MPA_MARKERS=1 or SIW_MPA_RTR to accept what the peer asks for",
-		       peer, siw_strerror(r), id->frame.rev, id->frame.flags);
+		cm_err("rejected connection from %s: %s (MPA revision %u, flags 0x%02x); %s", peer,
+		       siw_strerror(r), id->frame.rev, id->frame.flags,
+		       mpa_advice(id, &id->frame, r));
 		cm_conn_reject(id, NULL, 0);
 		responder_drop(id);
 		return;

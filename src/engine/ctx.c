@@ -37,16 +37,22 @@ __attribute__((constructor)) static void eng_log_init(void)
 	if (place && !strcmp(place, "copy"))
 		eng_place_mode = ENG_PLACE_COPY;
 
-	if (lvl) {
+	if (lvl && *lvl) {
 		static const char *const names[] = {"none", "error", "warn", "info", "debug"};
+		char *end;
+		long v = strtol(lvl, &end, 10);
+		int level = -1;
 
-		eng_log_level = atoi(lvl);
-		for (int i = 0; i < 5; i++)
+		if (!*end && v >= 0 && v <= 4)
+			level = (int)v;
+		for (int i = 0; i < 5 && level < 0; i++)
 			if (!strncasecmp(lvl, names[i], strlen(names[i])))
-				eng_log_level = i;
+				level = i;
+		/* Like the CM: a value that means nothing keeps the default (errors only). */
+		eng_log_level = level < 0 ? 1 : level;
 	}
 	if (file && *file)
-		log_file = fopen(file, "a");
+		log_file = fopen(file, "ae"); /* close-on-exec: not inherited by exec'ed programs */
 }
 
 void eng_log(int level, const char *fmt, ...)
@@ -332,6 +338,7 @@ struct eng_ctx *eng_ctx_open(const struct eng_device *dev)
 	pthread_mutex_lock(&ctx_list_lock);
 	link_add(&ctx_list, &ctx->ctx_link);
 	pthread_mutex_unlock(&ctx_list_lock);
+	eng_stat_ctx_open(ctx); /* observability hook: siw-stat socket, SIW_CAPTURE (obs.h) */
 	return ctx;
 fail:
 	err = errno ? errno : ENOMEM;
@@ -359,6 +366,7 @@ int eng_ctx_close(struct eng_ctx *ctx)
 		return EBUSY;
 	}
 	pthread_mutex_unlock(&ctx->lock);
+	eng_stat_ctx_close(ctx); /* observability hook: siw-stat forgets it (obs.h) */
 	if (!eng_forked(ctx)) {
 		atomic_store(&ctx->stop, true);
 		wake(ctx);

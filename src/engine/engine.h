@@ -383,6 +383,9 @@ struct eng_conn {
 	struct siw_mpa_result mpa;	/* negotiated (user_pd pointers are not used) */
 	const struct eng_cm_ops *ops;
 	void *cm_user;
+	/* observability hook (SIW_CAPTURE, obs.h): the MPA frames exchanged; optional */
+	const void *mpa_sent, *mpa_rcvd;
+	size_t mpa_sent_len, mpa_rcvd_len;
 };
 
 /*
@@ -411,5 +414,13 @@ struct eng_qp_stats {
 	uint64_t errors;
 };
 int eng_qp_stats(struct eng_qp *qp, struct eng_qp_stats *st);
+
+/*
+ * Observability hook (SIW_CAPTURE, obs.h): writes an MPA exchange that never reached
+ * eng_qp_connect (rejected, refused, timed out) on socket fd into the capture file; peer is
+ * used when the socket has no peer address any more. A no-op when capture is off.
+ */
+void eng_capture_mpa(int fd, const struct sockaddr *peer, const void *sent, size_t sent_len,
+		     const void *rcvd, size_t rcvd_len);
 
 #endif

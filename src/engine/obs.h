@@ -34,22 +34,34 @@ struct eng_ctx;
 struct eng_qp;
 struct eng_conn;
 
+/* One direction of a captured connection: FPDU framing, so that each segment holds one FPDU. */
+struct eng_cap_dir {
+	bool framed;    /* the FPDU stream runs (after the MPA frame): cut at FPDU ends */
+	bool markers;   /* this direction carries MPA markers */
+	bool len_known; /* flen is valid */
+	uint64_t start; /* stream position (after the MPA frame) of the current FPDU */
+	uint32_t flen;  /* its length in the stream (markers included) */
+	uint8_t *held;  /* its bytes seen so far, when it spans system calls */
+	size_t nheld, cap;
+};
+
 /* One captured TCP connection as the capture file shows it (under the capture lock). */
 struct eng_cap_conn {
 	struct eng_cap_conn *next; /* live captured connections of the process */
-	bool live;		   /* being captured */
+	bool live;                 /* being captured */
 	bool v6;
-	uint8_t ip[2][16];	   /* [0] local, [1] peer (IPv4: first 4 bytes) */
-	uint16_t port[2];	   /* host order */
-	uint32_t seq[2];	   /* next sequence number sent by [0] local, [1] peer */
-	uint32_t ack[2];	   /* last acknowledgment number each side was shown to send */
+	uint8_t ip[2][16]; /* [0] local, [1] peer (IPv4: first 4 bytes) */
+	uint16_t port[2];  /* host order */
+	uint32_t seq[2];   /* next sequence number sent by [0] local, [1] peer */
+	uint32_t ack[2];   /* last acknowledgment number each side was shown to send */
 	bool fin[2];
+	struct eng_cap_dir dir[2]; /* [0] local -> peer, [1] peer -> local */
 };
 
 /* Per-QP state of stat.c and capture.c (a member of struct eng_qp). */
 struct eng_obs_qp {
-	uint64_t connected_ms;	   /* wall clock of the last hand-over (both QP locks) */
-	uint8_t term_dir;	   /* last TERMINATE: 0 none, 1 sent, 2 received (rx_lock) */
+	uint64_t connected_ms;     /* wall clock of the last hand-over (both QP locks) */
+	uint8_t term_dir;          /* last TERMINATE: 0 none, 1 sent, 2 received (rx_lock) */
 	struct siw_term_info term; /* ... and what it said */
 	struct eng_cap_conn cap;   /* the capture lock */
 };
@@ -68,6 +80,8 @@ void eng_obs_connect(struct eng_qp *qp, const struct eng_conn *conn);
 void eng_obs_term(struct eng_qp *qp, bool sent, const struct siw_term_info *t);
 /* "name (layer l etype e code c)", with both readings when the control word is ambiguous. */
 char *eng_obs_term_text(const struct siw_term_info *t, char *out, size_t sz);
+/* For the log: what a protocol error we terminate a connection for means, and what to try. */
+const char *eng_obs_err_hint(int err);
 
 /* ---- capture.c: SIW_CAPTURE=file.pcap ------------------------------------------------------- */
 
@@ -88,7 +102,7 @@ void eng_cap_rx(struct eng_qp *qp, const struct iovec *iov, int n, const void *s
 void eng_cap_close(struct eng_qp *qp);
 /* capture.c side of eng_obs_connect (both locks held). */
 void eng_cap_connect(struct eng_qp *qp, const struct eng_conn *conn);
-/* Path of the capture file of this process, or NULL when capture is off. */
-const char *eng_cap_path(void);
+/* The capture file of this process into buf (returned), or NULL when nothing is captured. */
+const char *eng_cap_path(char *buf, size_t sz);
 
 #endif

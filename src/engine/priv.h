@@ -23,6 +23,7 @@
 #include "qp.h"
 #include "rx.h"
 #include "tx.h"
+#include "obs.h" /* observability hook: siw-stat and SIW_CAPTURE (stat.c, capture.c) */
 
 /* ---- logging (SIW_LOG_LEVEL=0..4: none, error, warn, info, debug; default 1) --------------- */
 
@@ -376,6 +377,7 @@ struct eng_qp {
 	bool rx_eof;
 
 	struct eng_qp_stats stats;
+	struct eng_obs_qp obs;	 /* observability hook: siw-stat, capture (obs.h) */
 	int err;		 /* why the QP failed */
 };
 

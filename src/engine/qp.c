@@ -284,9 +284,11 @@ void eng_qp_fail(struct eng_qp *qp, int err)
 			qp->state = SIW_QP_TERMINATE;
 			eng_qp_tx_run(qp, 2);
 			qp->stats.terms_sent += qp->term_sent;
-			eng_warn("QP %u: protocol error, %s TERMINATE to the peer: %s", qp->qpn,
-				 qp->term_sent ? "sent" : "could not send",
-				 siw_term_describe(&ti, what, sizeof(what)));
+			/* observability hook: the last TERMINATE for siw-stat (obs.h) */
+			eng_obs_term(qp, true, &ti);
+			eng_err("QP %u: connection terminated: %s; %s TERMINATE to the peer%s",
+				qp->qpn, siw_term_describe(&ti, what, sizeof(what)),
+				qp->term_sent ? "sent" : "could not send", eng_obs_err_hint(err));
 		}
 	}
 	eng_dbg("QP %u: %s => ERROR (%s)", qp->qpn, siw_qp_state_name[qp->state],
@@ -302,6 +304,8 @@ void eng_qp_fail(struct eng_qp *qp, int err)
 		 * sent: closing with unread data would reset the connection and could destroy
 		 * the TERMINATE in flight.
 		 */
+		if (ENG_CAP_ON()) /* observability hook: our FIN into the capture (obs.h) */
+			eng_cap_close(qp);
 		shutdown(qp->fd, SHUT_WR);
 		for (int i = 0; i < 16; i++) {
 			uint8_t *b = qp->ctx->rd.staging;
@@ -379,6 +383,7 @@ int eng_qp_destroy(struct eng_qp *qp)
 	link_del(&qp->link);
 	qp->ctx->nobjs--;
 	pthread_mutex_unlock(&qp->ctx->lock);
+	eng_stat_qp_unlink(qp); /* observability hook: no siw-stat reader holds it (obs.h) */
 	/* No busy poller may reach it any more. */
 	eng_cq_detach(qp->scq, qp);
 	eng_cq_detach(qp->rcq, qp);
@@ -699,16 +704,45 @@ void eng_qp_start(struct eng_qp *qp)
 	eng_qp_rx_ready(qp);
 }
 
+static int env_int(const char *name, int def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? atoi(v) : def;
+}
+
+/*
+ * Engine settings from the environment, read once: getenv() may race with an application's
+ * setenv() between connections. A peer that vanishes without a FIN or RST (power loss, cable
+ * cut, a stalled relay) must not hang a QP forever: TCP keepalive finds an idle dead peer,
+ * TCP_USER_TIMEOUT one that stops acknowledging data. Kernel siw leaves both at the system
+ * defaults (2 hours / ~15 minutes).
+ */
+static struct {
+	pthread_once_t once;
+	int keepidle, keepintvl, keepcnt, user_timeout_ms, fpdu_max;
+} tcp_env = {.once = PTHREAD_ONCE_INIT};
+
+static void tcp_env_read(void)
+{
+	tcp_env.keepidle = env_int("SIW_TCP_KEEPIDLE", 30);
+	tcp_env.keepintvl = env_int("SIW_TCP_KEEPINTVL", 5);
+	tcp_env.keepcnt = env_int("SIW_TCP_KEEPCNT", 6);
+	tcp_env.user_timeout_ms = env_int("SIW_TCP_USER_TIMEOUT_MS", 60000);
+	tcp_env.fpdu_max = env_int("SIW_FPDU_MAX", 0);
+}
+
 /* Largest ULPDU for a TCP MSS (RFC 5044 §5: MULPDU = EMSS - (6 + EMSS mod 4), no markers). */
 static uint32_t mulpdu_for(int fd, const struct siw_mpa_result *mpa)
 {
 	int mss = 0;
 	socklen_t l = sizeof(mss);
-	const char *env = getenv("SIW_FPDU_MAX");
 	uint32_t m;
 
-	if (env && atoi(env) >= 64)
-		return (uint32_t)atoi(env) > MPA_MAX_ULPDU ? MPA_MAX_ULPDU : (uint32_t)atoi(env);
+	/* SIW_FPDU_MAX: the largest ULPDU (DDP/RDMAP header + payload) of an FPDU we send. */
+	pthread_once(&tcp_env.once, tcp_env_read);
+	if (tcp_env.fpdu_max >= 64)
+		return tcp_env.fpdu_max > MPA_MAX_ULPDU ? MPA_MAX_ULPDU : (uint32_t)tcp_env.fpdu_max;
 	if (mpa->gso)
 		return MPA_MAX_ULPDU - 3; /* both sides agreed to FPDUs beyond one segment */
 	if (getsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, &l) < 0 || mss < 128)
@@ -719,33 +753,21 @@ static uint32_t mulpdu_for(int fd, const struct siw_mpa_result *mpa)
 	return m > MPA_MAX_ULPDU ? MPA_MAX_ULPDU : m;
 }
 
-static int env_int(const char *name, int def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? atoi(v) : def;
-}
-
-/*
- * A peer that vanishes without a FIN or RST (power loss, cable cut, a stalled relay) must not
- * hang the QP forever: TCP keepalive finds an idle dead peer, TCP_USER_TIMEOUT one that stops
- * acknowledging data. Kernel siw leaves both at the system defaults (2 hours / ~15 minutes).
- */
 static void set_liveness(int fd)
 {
 	int one = 1;
-	int idle = env_int("SIW_TCP_KEEPIDLE", 30);
-	int intvl = env_int("SIW_TCP_KEEPINTVL", 5);
-	int cnt = env_int("SIW_TCP_KEEPCNT", 6);
-	unsigned user_to = (unsigned)env_int("SIW_TCP_USER_TIMEOUT_MS", 60000);
 
-	if (idle <= 0)
-		return;
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_to, sizeof(user_to));
+	pthread_once(&tcp_env.once, tcp_env_read);
+	if (tcp_env.keepidle > 0) {
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &tcp_env.keepidle, sizeof(int));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &tcp_env.keepintvl, sizeof(int));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &tcp_env.keepcnt, sizeof(int));
+	}
+	/* Independent of keepalive: bounds how long sent data may stay unacknowledged. */
+	if (tcp_env.user_timeout_ms > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &tcp_env.user_timeout_ms,
+			   sizeof(int));
 }
 
 int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn)
@@ -810,6 +832,7 @@ int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn)
 		qp->qpn, conn->initiator ? "initiator" : "responder", conn->mpa.rev, conn->mpa.crc,
 		conn->mpa.markers_rx, conn->mpa.markers_tx, qp->ird, qp->ord, conn->mpa.rtr,
 		tp.max_ulpdu);
+	eng_obs_connect(qp, conn); /* observability hook: siw-stat, SIW_CAPTURE start (obs.h) */
 	pthread_mutex_unlock(&qp->lock);
 	pthread_mutex_unlock(&qp->rx_lock);
 	if (eng_ctx_post_async(qp->ctx, ENG_CMD_QP_START, qp, 0)) {

@@ -298,11 +298,13 @@ static int rx_invalidate(void *user, uint32_t stag)
 static int rx_terminate(void *user, const struct siw_term_info *t)
 {
 	struct eng_qp *qp = user;
-	char what[200];
+	char what[400];
 
 	qp->stats.terms_recv++;
-	eng_warn("QP %u: the peer sent TERMINATE: %s", qp->qpn,
-		 siw_term_describe(t, what, sizeof(what)));
+	eng_obs_term(qp, false, t); /* observability hook: last TERMINATE (obs.h) */
+	eng_err("QP %u: the peer terminated the connection: %s (it found an error in what we "
+		"sent, or its application failed; the peer's log says which)",
+		qp->qpn, eng_obs_term_text(t, what, sizeof(what)));
 	return 0;
 }
 
@@ -361,6 +363,8 @@ static int rx_read(struct eng_qp *qp, unsigned budget)
 			want = stage_len;
 			n = recv(qp->fd, stage, stage_len, MSG_DONTWAIT);
 		}
+		if (ENG_CAP_ON()) /* observability hook: SIW_CAPTURE, before parsing (obs.h) */
+			eng_cap_rx(qp, dlen ? iov : NULL, cnt + 1, stage, n);
 		if (n == 0)
 			return 1;
 		if (n < 0) {

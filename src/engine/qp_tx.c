@@ -330,6 +330,9 @@ int eng_qp_tx_run(struct eng_qp *qp, unsigned budget)
 				}
 				return SIW_ERR_CLOSED;
 			}
+			if (ENG_CAP_ON()) /* observability hook: SIW_CAPTURE (obs.h) */
+				eng_cap_tx(qp, (const struct iovec *)qp->out, qp->out_cnt,
+					   (size_t)n);
 			qp->batch_sent += (size_t)n;
 			qp->out_cnt = siw_iov_advance(&qp->out, qp->out_cnt, (size_t)n);
 			tx_complete(qp);
