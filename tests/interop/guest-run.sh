@@ -192,7 +192,10 @@ set -e
 QPID=""
 if [ -n "$TPID" ]; then wait "$TPID" 2>/dev/null || true; TPID=""; fi
 
-if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+if [ -f "$DIR/killed" ] && [ ! -s "$DIR/rc" ]; then
+  log "guest killed (guest_kill)"
+  RC=137
+elif [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
   log "TIMEOUT after ${TIMEOUT}s (qemu killed); last console lines:"; tail -5 "$DIR/console.log" >&2
   RC=124
 elif [ -s "$DIR/rc" ]; then

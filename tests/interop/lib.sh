@@ -47,13 +47,35 @@ host_listening() {
 # host_wait_listen PORT [SECS=30]
 host_wait_listen() { wait_until "${2:-30}" host_listening "$1" || { interop_log "host port $1: no listener after ${2:-30}s"; return 1; }; }
 
-# host_free_port: a TCP port (20000-29999) nothing listens on; random, so concurrent
-# tests rarely collide (qemu fails at start if a --fwd port is taken: retry then)
+# host_port_used PORT: any TCP socket (listening, connected, TIME_WAIT...) uses local PORT
+host_port_used() {
+  local hex; hex="$(printf '%04X' "$1")"
+  grep -qE "^ *[0-9]+: [0-9A-F]+:$hex " /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# host_free_port: print a TCP port no socket uses, random in INTEROP_PORT_MIN..INTEROP_PORT_MAX
+# (default 12000-17999: below the kernel's ephemeral range and apart from the port ranges of
+# the other test families), so concurrent tests rarely collide (qemu fails at start if a --fwd
+# port is taken: retry then). take_port VAR does the same into VAR and never hands out a port
+# twice in this shell (host_free_port runs in $(...) and cannot remember).
+INTEROP_PORTS_GIVEN=" "
 host_free_port() {
-  local p _
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 10000 ))
-    host_listening "$p" || { echo "$p"; return 0; }
+  local lo="${INTEROP_PORT_MIN:-12000}" hi="${INTEROP_PORT_MAX:-17999}" p _
+  for _ in $(seq 1 500); do
+    p=$(( lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1) ))
+    [[ "$INTEROP_PORTS_GIVEN" == *" $p "* ]] && continue
+    host_port_used "$p" && continue
+    echo "$p"; return 0
+  done
+  return 1
+}
+take_port() {
+  local _p _i
+  for _i in 1 2 3 4 5 6 7 8 9 10; do
+    _p="$(host_free_port)" || return 1
+    [[ "$INTEROP_PORTS_GIVEN" == *" $_p "* ]] && continue
+    INTEROP_PORTS_GIVEN="$INTEROP_PORTS_GIVEN$_p "
+    printf -v "$1" '%s' "$_p"; return 0
   done
   return 1
 }
@@ -160,3 +182,64 @@ guest_kill_all() {
 guest_rc() { cat "$1/run.rc" 2>/dev/null || true; }
 # guest_timing DIR: host_wall_s=... guest_ready_uptime_s=... guest_cmd_end_uptime_s=... rc=...
 guest_timing() { cat "$1/timing.txt" 2>/dev/null || true; }
+
+# --- guest agent: many steps in one boot (guest-agent.sh) ----------------------------------
+#   ga_start DIR [guest-run.sh options]      boot with the agent as the guest command
+#   ga_wait_up DIR [SECS=120]                siw is up and the agent polls for jobs
+#   ga_submit DIR 'CMD'                      queue CMD (ash, cwd /share); job number in GA_JOB
+#   ga_wait DIR N [SECS=120]                 wait for job N; returns its exit code (124: still
+#                                            running after SECS; 125: the guest ended first)
+#   ga_run DIR SECS 'CMD'                    ga_submit + ga_wait; output in $(ga_out DIR N)
+#   ga_quit DIR [SECS=120]                   no more jobs: the agent drains and the guest powers
+#                                            off; returns guest_wait_done's code
+GA_JOB=""
+ga_start() {
+  local dir="$1"; shift
+  mkdir -p "$dir"
+  rm -rf "$dir/q" "$dir/agent-up"; mkdir -p "$dir/q"; echo 0 >"$dir/q/.last"
+  guest_start "$dir" "$@" -c "$INTEROP_DIR/guest-agent.sh"
+}
+ga_wait_up() { guest_wait_ready "$1" "${2:-120}" && guest_wait_file "$1" agent-up 30; }
+ga_submit() {
+  local dir="$1" n; n=$(( $(cat "$dir/q/.last") + 1 ))
+  printf '%s\n' "$2" >"$dir/q/.$n.sh.tmp" && mv -f "$dir/q/.$n.sh.tmp" "$dir/q/$n.sh"
+  echo "$n" >"$dir/q/.last"
+  GA_JOB=$n
+}
+ga_wait() {
+  local dir="$1" n="$2" secs="${3:-120}"
+  local end=$(( $(date +%s%N) + secs * 1000000000 ))
+  while [ ! -s "$dir/q/$n.rc" ]; do
+    if _guest_ended "$dir"; then interop_log "guest $dir ended (rc=$(cat "$dir/run.rc")) before job $n did"; return 125; fi
+    if [ "$(date +%s%N)" -ge "$end" ]; then interop_log "guest $dir: job $n still running after ${secs}s"; return 124; fi
+    sleep 0.05
+  done
+  return "$(cat "$dir/q/$n.rc")"
+}
+ga_run() { ga_submit "$1" "$3"; ga_wait "$1" "$GA_JOB" "$2"; }
+ga_out() { echo "$1/q/$2.out"; }
+ga_quit() {
+  local dir="$1" secs="${2:-120}"
+  _guest_ended "$dir" || cat "$dir/q/.last" >"$dir/q/quit"
+  guest_wait_done "$dir" "$secs"
+}
+# ga_stuck DIR PORT: the guest's stuck-socket watch (guest-agent.sh) reported a connection on
+# local or remote PORT whose receive queue stopped draining (prints the matching lines)
+ga_stuck() {
+  local hex; hex="$(printf '%04X' "$2")"
+  grep -E " [0-9A-F]{8}:$hex( |$)" "$1/stuck.txt" 2>/dev/null
+}
+
+# guest_kill_hard DIR: pull the plug: SIGKILL to qemu (no guest shutdown, no FIN from the
+# guest's kernel; the host kernel closes qemu's sockets), then wait for the runner (rc 137)
+guest_kill_hard() {
+  local dir="$1" p
+  _guest_ended "$dir" && return 0
+  : >"$dir/killed"
+  p="$(cat "$dir/qemu.pid" 2>/dev/null || true)"
+  if [ -n "$p" ] && [[ "$(cat "/proc/$p/comm" 2>/dev/null || true)" == qemu-system* ]]; then
+    kill -KILL "$p" 2>/dev/null || true
+  fi
+  wait_until 15 _guest_ended "$dir" || guest_kill "$dir"
+  _guest_reap "$dir"
+}
