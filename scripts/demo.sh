@@ -16,6 +16,8 @@ trap 'rm -rf "$logs"; kill $(jobs -p) 2>/dev/null || true' EXIT
 
 say() { printf '\n==== %s\n' "$*"; }
 need() { command -v "$1" >/dev/null || { echo "demo: $1 is missing (apt-get install $2)" >&2; exit 1; }; }
+# A fresh machine: install what is missing (apt-get as root, or prints the command).
+scripts/deps.sh --demo
 need cmake cmake
 need rping rdmacm-utils
 need ib_write_bw perftest

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds softiwarp and runs the whole test suite: a normal build (gcc), an ASan+UBSan build
-# (clang), and the libFuzzer targets for a bounded time. Every step must pass.
+# (clang), a ThreadSanitizer build of the multithreaded tests, and the libFuzzer targets for a
+# bounded time. Every step must pass.
 #
 #   scripts/test.sh              everything
-#   scripts/test.sh --fast       skip the slow labels (interop, soak) and the fuzzers
+#   scripts/test.sh --fast       skip the slow labels (interop, soak), TSan and the fuzzers
 #   FUZZ_SECONDS=60 scripts/test.sh   time per fuzz target (default 60)
 #
-# Build trees live in build/ (normal), build-asan/ and build-fuzz/.
+# Build trees live in build/ (normal), build-asan/, build-tsan/ and build-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ ctest_args=(--output-on-failure --timeout 1800)
 
 step() { printf '\n==== %s\n' "$*"; }
 
+# A fresh machine: install what is missing (apt-get as root, or prints the command).
+scripts/deps.sh
+
 step "normal build (gcc, -Werror)"
 cmake -S . -B build -G Ninja -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
@@ -39,6 +43,16 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 	ctest --test-dir build-asan -j "$jobs" -LE 'interop|soak|perf' --output-on-failure --timeout 1800
 
 if [ "$fast" = 0 ]; then
+	# The multithreaded tests under ThreadSanitizer: the programs run under siw-run (rping,
+	# perftest) cannot load the TSan runtime, so their folders leave themselves out.
+	step "ThreadSanitizer build (clang) and the multithreaded tests"
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+		-DSIW_TSAN=ON >/dev/null
+	cmake --build build-tsan -j "$jobs"
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$PWD/tests/tsan.supp" \
+		ctest --test-dir build-tsan -j "$jobs" -L 'engine|cm|verbs|hostile|rsocket|faults|soak' \
+		--output-on-failure --timeout 1800
+
 	step "fuzzers (clang libFuzzer + ASan/UBSan), ${fuzz_seconds}s each"
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
 		-DSIW_FUZZ=ON -DSIW_SANITIZE=ON -DBUILD_TESTING=OFF >/dev/null

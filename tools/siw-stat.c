@@ -536,6 +536,8 @@ static void print_table(const struct proc *procs, size_t n, bool rates, double d
 		printf("%sPID %ld %s: %s\n", i ? "\n" : "", procs[i].pid,
 		       jstr(d, "comm") ? jstr(d, "comm") : "?",
 		       jstr(d, "cmdline") ? jstr(d, "cmdline") : "");
+		if (jstr(d, "crc32c"))
+			printf("  crc32c: %s\n", jstr(d, "crc32c"));
 		printf("  devices:");
 		for (size_t k = 0; devs && devs->t == J_ARR && k < devs->n; k++) {
 			const struct jv *v = &devs->kids[k];

@@ -285,6 +285,7 @@ uint64_t cm_now_ms(void);
 
 /* Socket / timer events for an id, on the CM thread. Must hold cm.lock. */
 void cm_conn_io(struct cm_id *id, uint32_t events);
+void cm_conn_reserve_fd(void); /* a listener exists: keep a descriptor for refusals */
 void cm_conn_timeout(struct cm_id *id);
 /* Process the engine's notifications. Must hold cm.lock. */
 void cm_notify_run(void);

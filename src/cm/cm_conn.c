@@ -25,6 +25,7 @@
  * run on its progress thread and only queue a notification here (see cm.h for why).
  */
 #define _GNU_SOURCE /* accept4 */
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -415,6 +416,14 @@ int cm_conn_start(struct cm_id *id)
 		conn_fail_errno(id, errno);
 		return 0;
 	}
+	{
+		/* The source port is chosen now (IP_BIND_ADDRESS_NO_PORT, see id_bind). */
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (!getsockname(id->fd, (struct sockaddr *)&ss, &len))
+			memcpy(&id->id.route.addr.src_storage, &ss, sizeof(ss));
+	}
 	cm_timer_set(id, id->cfg.rep_timeout_ms);
 	return cm_epoll_set(id, EPOLLOUT);
 }
@@ -587,9 +596,14 @@ static void responder_got_request(struct cm_id *id)
 	memcpy(&local, &id->id.route.addr.src_storage, sizeof(local));
 	dev = cm_dev_get_by_addr((struct sockaddr *)&local);
 	if (!dev) {
-		cm_err("rejected connection from %s: the local address %s belongs to no softiwarp "
-		       "device",
-		       peer, cm_addr_str((struct sockaddr *)&local, b));
+		if (errno != ENODEV)
+			cm_err("rejected connection from %s: cannot look up the device of %s: %s "
+			       "(out of file descriptors? raise the limit with ulimit -n)",
+			       peer, cm_addr_str((struct sockaddr *)&local, b), strerror(errno));
+		else
+			cm_err("rejected connection from %s: the local address %s belongs to no "
+			       "softiwarp device",
+			       peer, cm_addr_str((struct sockaddr *)&local, b));
 		goto reject_parsed;
 	}
 	id->dev = dev;
@@ -750,6 +764,46 @@ int cm_conn_accept_send(struct cm_id *id)
 
 /* ---- listener ------------------------------------------------------------------------------- */
 
+/*
+ * A descriptor kept in reserve (cm.lock) for a process out of descriptors: a connection it
+ * cannot accept would wait in the backlog until its client gives up on the MPA reply (10 s).
+ * Instead the reserve is freed, the connection accepted and reset at once, so the client
+ * fails now and knows why, and the reserve is taken again.
+ */
+static int reserve_fd = -1;
+
+void cm_conn_reserve_fd(void)
+{
+	if (reserve_fd < 0)
+		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static bool refuse_one(struct cm_id *listen)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	char a[CM_ADDRSTRLEN], b[CM_ADDRSTRLEN];
+	int fd, e = errno;
+
+	if (reserve_fd < 0)
+		return false;
+	close(reserve_fd);
+	fd = accept4(listen->fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+	reserve_fd = -1;
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)); /* RST, not FIN */
+		close(fd);
+		cm_addr_unmap(&peer);
+		cm_err("refused a connection from %s on %s: %s (raise the limit: ulimit -n)",
+		       cm_addr_str((struct sockaddr *)&peer, a),
+		       cm_addr_str(&listen->id.route.addr.src_addr, b), strerror(e));
+	}
+	cm_conn_reserve_fd();
+	errno = e;
+	return fd >= 0 && reserve_fd >= 0;
+}
+
 static void listener_io(struct cm_id *listen)
 {
 	char a[CM_ADDRSTRLEN];
@@ -767,8 +821,10 @@ static void listener_io(struct cm_id *listen)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
+			if ((errno == EMFILE || errno == ENFILE) && refuse_one(listen))
+				continue;
 			/*
-			 * EMFILE & co: the connection stays in the backlog and epoll would report
+			 * Otherwise the connection stays in the backlog and epoll would report
 			 * it again at once; pause the listener for a moment instead of spinning.
 			 */
 			cm_err("accept on %s: %s; retrying in 100 ms",

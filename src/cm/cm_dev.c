@@ -100,7 +100,9 @@ struct cm_dev *cm_dev_get_by_addr(const struct sockaddr *sa)
 	int err;
 
 	if (!ed) {
-		errno = ENODEV;
+		/* Out of descriptors the interface scan fails: say so, not "no device". */
+		if (errno != EMFILE && errno != ENFILE && errno != ENOMEM)
+			errno = ENODEV;
 		return NULL;
 	}
 	/* ed points into the engine's table, which the next scan rewrites: copy the name now. */

@@ -645,10 +645,43 @@ uint32_t siw_crc32c_hw_nopclmul(uint32_t crc, const void *buf, size_t len)
 	return crc32c_run(impl == CRC32C_SSE42_PCLMUL ? CRC32C_SSE42 : impl, crc, buf, len);
 }
 
+/* An implementation the embedding program supplies (siw_crc32c_use), or NULL. */
+static siw_crc32c_fn crc32c_ext;
+static const char *crc32c_ext_name;
+
+/* The known answer every external implementation must give (RFC 3720 B.4: 32 zero bytes). */
+static int crc32c_ext_ok(siw_crc32c_fn fn)
+{
+	static const uint8_t zeros[32];
+	uint8_t odd[301];
+
+	for (size_t i = 0; i < sizeof(odd); i++)
+		odd[i] = (uint8_t)(i * 7 + 1);
+	return siw_crc32c_final(fn(SIW_CRC32C_INIT, zeros, sizeof(zeros))) == 0x8A9136AAu &&
+	       fn(0x12345678u, odd + 1, sizeof(odd) - 1) ==
+		       siw_crc32c_sw(0x12345678u, odd + 1, sizeof(odd) - 1) &&
+	       fn(0x9abcdef0u, odd, 0) == 0x9abcdef0u;
+}
+
+int siw_crc32c_use(siw_crc32c_fn fn, const char *name)
+{
+	if (fn && !crc32c_ext_ok(fn))
+		return -1;
+	/* Set once, before any connection computes a CRC (the engine does it at load time). */
+	crc32c_ext_name = name;
+	__atomic_store_n(&crc32c_ext, fn, __ATOMIC_RELEASE);
+	return 0;
+}
+
 uint32_t siw_crc32c(uint32_t crc, const void *buf, size_t len)
 {
+	siw_crc32c_fn ext;
+
 	if (__atomic_load_n(&crc32c_sw_forced, __ATOMIC_RELAXED))
 		return siw_crc32c_sw(crc, buf, len);
+	ext = __atomic_load_n(&crc32c_ext, __ATOMIC_ACQUIRE);
+	if (ext)
+		return ext(crc, buf, len);
 	return crc32c_run(crc32c_cpu_impl(), crc, buf, len);
 }
 
@@ -656,6 +689,8 @@ const char *siw_crc32c_impl(void)
 {
 	if (__atomic_load_n(&crc32c_sw_forced, __ATOMIC_RELAXED))
 		return "table";
+	if (__atomic_load_n(&crc32c_ext, __ATOMIC_ACQUIRE))
+		return crc32c_ext_name ? crc32c_ext_name : "external";
 	switch (crc32c_cpu_impl()) {
 	case CRC32C_SSE42_PCLMUL:
 		return "sse4.2+pclmul";

@@ -35,6 +35,15 @@ uint32_t siw_crc32c_hw_nopclmul(uint32_t crc, const void *buf, size_t len);
 /* Which implementation siw_crc32c() uses: "sse4.2+pclmul", "sse4.2" or "table". */
 const char *siw_crc32c_impl(void);
 
+/*
+ * Lets the program embedding the core supply a faster implementation (the engine offers
+ * ISA-L's crc32_iscsi when libisal is installed). fn continues a CRC like siw_crc32c; it is
+ * checked against known answers first. Returns 0, or -1 (and changes nothing) if fn gives a
+ * wrong answer. NULL goes back to the built-in ones. Call before any CRC is computed.
+ */
+typedef uint32_t (*siw_crc32c_fn)(uint32_t crc, const void *buf, size_t len);
+int siw_crc32c_use(siw_crc32c_fn fn, const char *name);
+
 /* Forces the portable implementation (tests; SIW_CRC32C=sw in the engine). */
 void siw_crc32c_force_sw(int on);
 

@@ -298,18 +298,11 @@ static struct eng_reader *thread_reader(void)
  * of both peers already take every core, it made latency worse (80 us against 29 us) because
  * the progress thread, woken by the same data, then fights the poller for the QP.
  */
-static int poll_progress = -1;
-
 static void cq_progress(struct eng_cq *cq)
 {
 	struct eng_reader *rd;
 
-	if (poll_progress < 0) {
-		const char *e = getenv("SIW_POLL_PROGRESS");
-
-		poll_progress = e && *e == '1';
-	}
-	if (!poll_progress || eng_in_progress_thread(cq->ctx) || eng_forked(cq->ctx))
+	if (!eng_poll_progress || eng_in_progress_thread(cq->ctx) || eng_forked(cq->ctx))
 		return;
 	rd = thread_reader();
 	if (!rd || pthread_mutex_trylock(&cq->qp_lock))

@@ -26,6 +26,7 @@
 
 int eng_log_level = 1;
 enum eng_place_mode eng_place_mode = ENG_PLACE_SAFE;
+int eng_poll_progress;
 static FILE *log_file;
 
 __attribute__((constructor)) static void eng_log_init(void)
@@ -33,6 +34,10 @@ __attribute__((constructor)) static void eng_log_init(void)
 	const char *lvl = getenv("SIW_LOG_LEVEL");
 	const char *file = getenv("SIW_LOG_FILE");
 	const char *place = getenv("SIW_PLACE");
+	const char *poll = getenv("SIW_POLL_PROGRESS");
+
+	/* Read here, before any thread exists: application threads polling CQs only read it. */
+	eng_poll_progress = poll && *poll == '1';
 
 	if (place && !strcmp(place, "copy"))
 		eng_place_mode = ENG_PLACE_COPY;

@@ -157,6 +157,24 @@ static bool addr_match(const struct sockaddr_storage *a, const struct sockaddr *
 	}
 }
 
+static const struct eng_device *dev_lookup(const struct sockaddr *sa)
+{
+	const struct eng_device *found = NULL;
+
+	pthread_mutex_lock(&dev_lock);
+	for (int i = 0; i < ndevices && !found; i++) {
+		bool lo = !memcmp(devices[i].ifname, "lo", 3);
+
+		for (unsigned j = 0; j < devices[i].naddrs; j++)
+			if (addr_match(&devices[i].addrs[j], sa, lo)) {
+				found = &devices[i];
+				break;
+			}
+	}
+	pthread_mutex_unlock(&dev_lock);
+	return found;
+}
+
 const struct eng_device *eng_device_by_addr(const struct sockaddr *sa)
 {
 	const struct eng_device *found = NULL;
@@ -172,19 +190,23 @@ const struct eng_device *eng_device_by_addr(const struct sockaddr *sa)
 		memcpy(&v4.sin_addr, &((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12], 4);
 		sa = (const struct sockaddr *)&v4;
 	}
-	if (dev_scan() < 0)
-		return NULL;
-	pthread_mutex_lock(&dev_lock);
-	for (int i = 0; i < ndevices && !found; i++) {
-		bool lo = !memcmp(devices[i].ifname, "lo", 3);
+	/*
+	 * The table of the last scan first: a scan is a netlink dump plus a socket per interface,
+	 * too much for every connection (and it fails when the process is out of descriptors).
+	 * Rescan only on a miss, when an address may have been added since.
+	 */
+	found = dev_lookup(sa);
+	if (!found) {
+		int r = dev_scan();
 
-		for (unsigned j = 0; j < devices[i].naddrs; j++)
-			if (addr_match(&devices[i].addrs[j], sa, lo)) {
-				found = &devices[i];
-				break;
-			}
+		if (r < 0) {
+			errno = -r;
+			return NULL;
+		}
+		found = dev_lookup(sa);
+		if (!found)
+			errno = EADDRNOTAVAIL;
 	}
-	pthread_mutex_unlock(&dev_lock);
 	return found;
 }
 

@@ -35,6 +35,7 @@
 
 #include "error.h"
 #include "priv.h"
+#include "crc32c.h"
 #include "stat_path.h"
 
 static struct {
@@ -436,6 +437,9 @@ static void build_doc(struct jb *b)
 		  (unsigned long long)st.started_ms);
 	jb_key(b, "capture");
 	jb_str(b, eng_cap_path(cap_path, sizeof(cap_path)));
+	jb_printf(b, ",");
+	jb_key(b, "crc32c");
+	jb_str(b, siw_crc32c_impl());
 	jb_printf(b, ",\"devices\":[");
 	/* Devices: one entry per device name, with its contexts and QPs. */
 	for (unsigned i = 0; i < st.nctx; i++) {

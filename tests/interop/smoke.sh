@@ -53,6 +53,7 @@ run_fg() { # DIR [guest-run options]: foreground guest, returns its rc
 
 # --- build ----------------------------------------------------------------------------------
 t=$(interop_now)
+[ "$(id -u)" = 0 ] || [ -s "$INTEROP_CACHE/guest/initramfs.cpio.gz" ] || { echo "SKIP: not root, so no guest can be built"; exit 77; }
 if interop_build; then record build ok "$(interop_since "$t")" "$INTEROP_CACHE/guest ($(cat "$INTEROP_CACHE/guest/KVER"))"
 else record build FAIL "$(interop_since "$t")" "guest-build.sh failed"; echo "smoke: $PASSED passed, $((FAILED + 4)) failed"; exit 1; fi
 

@@ -435,7 +435,37 @@ static void test_crc32c_first_calls_from_threads(void)
 	}
 }
 
-T_MAIN(T_CASE(test_crc32c_first_calls_from_threads), T_CASE(test_crc32c_rfc3720_b4_vectors),
+/* An external implementation: one that gives a wrong answer is refused, a right one is used. */
+static unsigned ext_calls;
+
+static uint32_t ext_good(uint32_t crc, const void *buf, size_t len)
+{
+	ext_calls++;
+	return siw_crc32c_sw(crc, buf, len);
+}
+
+static uint32_t ext_bad(uint32_t crc, const void *buf, size_t len)
+{
+	return siw_crc32c_sw(crc, buf, len) ^ (len > 100 ? 1u : 0u);
+}
+
+static void test_crc32c_external(void)
+{
+	static const uint8_t zeros[32];
+	const char *before = siw_crc32c_impl();
+
+	CHECK_INT(siw_crc32c_use(ext_bad, "bad"), -1);
+	CHECK(strcmp(siw_crc32c_impl(), before) == 0);
+	CHECK_INT(siw_crc32c_use(ext_good, "good"), 0);
+	CHECK(strcmp(siw_crc32c_impl(), "good") == 0);
+	ext_calls = 0;
+	CHECK_UINT(siw_crc32c_final(siw_crc32c(SIW_CRC32C_INIT, zeros, sizeof(zeros))), 0x8A9136AAu);
+	CHECK_UINT(ext_calls, 1);
+	CHECK_INT(siw_crc32c_use(NULL, NULL), 0);
+	CHECK(strcmp(siw_crc32c_impl(), before) == 0);
+}
+
+T_MAIN(T_CASE(test_crc32c_external), T_CASE(test_crc32c_first_calls_from_threads), T_CASE(test_crc32c_rfc3720_b4_vectors),
        T_CASE(test_crc32c_check_value), T_CASE(test_crc32c_empty_and_null),
        T_CASE(test_crc32c_residue_with_trailer), T_CASE(test_crc32c_mpa_fpdu_from_kernel_siw),
        T_CASE(test_crc32c_sw_matches_bitwise), T_CASE(test_crc32c_impls_agree_every_length),
