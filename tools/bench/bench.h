@@ -102,6 +102,9 @@ void err_clear(void);
 void lat_stats(int64_t *ns, size_t n, double scale, struct lat_result *r);
 
 /* Sockets (loopback). */
+/* The server's IPv4 address, host order (--addr; default 127.0.0.1): every listen and
+ * connect of both processes, TCP and rdma_cm. */
+extern uint32_t bench_addr;
 int tcp_listen_lo(int port, int *bound_port);
 int tcp_connect_lo(int port, double timeout);
 int tcp_accept_timeout(int lfd, double timeout);

@@ -13,8 +13,11 @@
  * each step as a whole, the server dies with the client (PR_SET_PDEATHSIG) and the client kills
  * the server on any failure. Exit status: 0 all rows measured and verified, 1 failure, 2 usage.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +52,9 @@ static const char usage_text[] =
     "  --json FILE      write settings, machine facts and rows as JSON\n"
     "  --plot FILE.png  gnuplot: bandwidth vs size, one line per op and transport\n"
     "  --port P         control port P, rdma_cm P+1, TCP data P+2 (default: ephemeral)\n"
+    "  --addr A         the server's IPv4 address (default 127.0.0.1)\n"
+    "  --server-netns NS  the server process runs in network namespace NS (/run/netns/NS,\n"
+    "                   root), e.g. across a veth pair: --addr is then its address there\n"
     "  --timeout SEC    longest wait beyond the row time before giving up (default 30)\n"
     "  --quiet          no progress line on stderr\n"
     "  --help           this text\n"
@@ -75,6 +81,8 @@ enum {
 	OPT_JSON,
 	OPT_PLOT,
 	OPT_PORT,
+	OPT_ADDR,
+	OPT_NETNS,
 	OPT_TIMEOUT,
 	OPT_QUIET,
 	OPT_HELP,
@@ -97,6 +105,8 @@ static const struct option long_opts[] = {
     {"json", required_argument, NULL, OPT_JSON},
     {"plot", required_argument, NULL, OPT_PLOT},
     {"port", required_argument, NULL, OPT_PORT},
+    {"addr", required_argument, NULL, OPT_ADDR},
+    {"server-netns", required_argument, NULL, OPT_NETNS},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
@@ -106,6 +116,7 @@ static const struct option long_opts[] = {
 static const size_t default_sizes[] = {8,     32,     128,    512,     2048,   8192,
 				       32768, 131072, 524288, 2097152, 4194304};
 static const size_t short_sizes[] = {8, 4096, 1048576};
+static const char *server_netns; /* --server-netns */
 
 static void usage_error(const char *fmt, const char *arg)
 {
@@ -259,6 +270,17 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 			break;
 		case OPT_PORT:
 			o->port = (int)parse_long(optarg, 0, 65533, "--port");
+			break;
+		case OPT_ADDR: {
+			struct in_addr a;
+
+			if (inet_pton(AF_INET, optarg, &a) != 1)
+				usage_error("--addr: not an IPv4 address: %s", optarg);
+			bench_addr = ntohl(a.s_addr);
+			break;
+		}
+		case OPT_NETNS:
+			server_netns = optarg;
 			break;
 		case OPT_TIMEOUT:
 			o->timeout = parse_secs(optarg, 0.1, 3600, "--timeout");
@@ -523,7 +545,7 @@ int main(int argc, char **argv)
 {
 	struct bench_opts o;
 	struct report rep;
-	int ctl_lfd, data_lfd, ctl_port, data_port, ctl, rc, st;
+	int ctl_lfd, data_lfd, ctl_port, data_port, ctl, rc, st, own_ns = -1, srv_ns = -1;
 	size_t max_size = 0;
 	pid_t pid;
 
@@ -547,8 +569,25 @@ int main(int argc, char **argv)
 	}
 	progress_on = isatty(STDERR_FILENO) && !o.quiet;
 
+	/* --server-netns: the server's listening sockets, its rdma_cm listener and its engine
+	 * live in that namespace (sockets keep the namespace they were created in). */
+	if (server_netns) {
+		char path[512];
+
+		snprintf(path, sizeof(path), "/run/netns/%s", server_netns);
+		own_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		srv_ns = open(path, O_RDONLY | O_CLOEXEC);
+		if (own_ns < 0 || srv_ns < 0 || setns(srv_ns, CLONE_NEWNET) < 0) {
+			fprintf(stderr, "siw-bench: --server-netns %s: %s\n", path, strerror(errno));
+			return 1;
+		}
+	}
 	ctl_lfd = tcp_listen_lo(o.port, &ctl_port);
 	data_lfd = ctl_lfd < 0 ? -1 : tcp_listen_lo(o.port ? o.port + 2 : 0, &data_port);
+	if (server_netns && setns(own_ns, CLONE_NEWNET) < 0) {
+		fprintf(stderr, "siw-bench: back to the client's namespace: %s\n", strerror(errno));
+		return 1;
+	}
 	if (data_lfd < 0) {
 		fprintf(stderr, "siw-bench: %s\n", err_text());
 		return 1;
@@ -560,6 +599,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (pid == 0) {
+		if (server_netns && setns(srv_ns, CLONE_NEWNET) < 0) {
+			fprintf(stderr, "siw-bench: server: setns: %s\n", strerror(errno));
+			_exit(1);
+		}
 		rc = server_process(ctl_lfd, data_lfd, &o, max_size, getppid());
 		fflush(NULL);
 		_exit(rc);

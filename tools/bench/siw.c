@@ -497,7 +497,7 @@ static void lo_sockaddr(struct sockaddr_in *sa, int port)
 {
 	memset(sa, 0, sizeof(*sa));
 	sa->sin_family = AF_INET;
-	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa->sin_addr.s_addr = htonl(bench_addr);
 	sa->sin_port = htons((uint16_t)port);
 }
 

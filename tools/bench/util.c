@@ -182,11 +182,13 @@ void lat_stats(int64_t *ns, size_t n, double scale, struct lat_result *r)
 
 /* ---- sockets ------------------------------------------------------------------------------ */
 
+uint32_t bench_addr = INADDR_LOOPBACK;
+
 static void lo_addr(struct sockaddr_in *sa, int port)
 {
 	memset(sa, 0, sizeof(*sa));
 	sa->sin_family = AF_INET;
-	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa->sin_addr.s_addr = htonl(bench_addr);
 	sa->sin_port = htons((uint16_t)port);
 }
 
