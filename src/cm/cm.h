@@ -67,6 +67,7 @@ struct cm_cfg {
 	struct siw_mpa_cfg mpa;
 	int req_timeout_ms; /* responder: TCP accept -> MPA request */
 	int rep_timeout_ms; /* initiator: TCP connect + MPA request -> MPA reply */
+	bool rfc7306_force; /* SIW_RFC7306=on: use RFC 7306 whatever the handshake said */
 };
 
 /* Fills cfg from the environment (SIW_MPA_*); bad values are logged and replaced by defaults. */

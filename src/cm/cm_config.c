@@ -36,6 +36,13 @@
  *   SIW_MPA_GSO=0|1          set kernel siw's private "GSO" flag (large FPDUs spanning several
  *                            TCP segments when both ends set it). Default 0: hardware peers
  *                            expect one FPDU per segment.
+ *   SIW_RFC7306=auto|on|off  RFC 7306 immediate data and atomics (docs/PROTOCOL.md §6.5).
+ *                            auto (default): offer them in the MPA request/reply (two reserved
+ *                            flag bits) and use them only when the peer confirms, which only
+ *                            another softiwarp does; toward kernel siw or hardware they stay
+ *                            off. on: use them on every connection, confirmed or not (a peer
+ *                            known to implement RFC 7306 by other means). off: neither offer
+ *                            nor accept them.
  *   SIW_LOG_LEVEL=N          0 none, 1 errors (default), 2 warnings, 3 info, 4 debug; the names
  *                            error|warn|info|debug work too. Messages go to stderr, prefixed
  *                            "softiwarp cm:". Shared with the engine.
@@ -203,6 +210,16 @@ void cm_config_load(struct cm_cfg *cfg)
 	cfg->mpa.p2p = env_bool("SIW_MPA_P2P", false);
 	cfg->mpa.gso = env_bool("SIW_MPA_GSO", false);
 	cfg->mpa.rtr_types = env_rtr(cfg->mpa.rtr_types);
+	switch (eng_rfc7306_env()) {
+	case ENG_RFC7306_OFF:
+		break;
+	case ENG_RFC7306_ON:
+		cfg->rfc7306_force = true;
+		/* fall through */
+	default:
+		cfg->mpa.rfc7306 = true;
+		break;
+	}
 
 	s = getenv("SIW_MPA_TIMEOUT_MS");
 	if (s && *s) {

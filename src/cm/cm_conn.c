@@ -129,6 +129,7 @@ static void notify_one(struct cm_notify *n)
 	if (n->type == CM_NOTIFY_ESTABLISHED) {
 		if (id->state != CM_CONNECTED)
 			return;
+		cm_timer_clear(id); /* the RTR wait, if any */
 		cm_set_state(id, CM_ESTABLISHED);
 		e = cm_event_new(id, id, RDMA_CM_EVENT_ESTABLISHED, 0, id->est_pd, id->est_pd_len);
 		if (e) {
@@ -370,6 +371,8 @@ int cm_conn_handoff(struct cm_id *id, bool initiator)
 	c.mpa = id->res;
 	c.mpa.user_pd = NULL; /* points into our reader; the engine does not need it */
 	c.mpa.user_pd_len = 0;
+	if (id->cfg.rfc7306_force)
+		c.mpa.rfc7306 = true; /* SIW_RFC7306=on: the user vouches for the peer */
 	c.ops = &cm_eng_ops;
 	c.cm_user = (void *)(uintptr_t)id->handle;
 	/* observability hook (SIW_CAPTURE): the MPA frames of this connection, for the capture */
@@ -386,6 +389,12 @@ int cm_conn_handoff(struct cm_id *id, bool initiator)
 	}
 	id->fd = -1; /* the engine owns the socket now */
 	id->ep_events = 0;
+	/*
+	 * A peer-to-peer responder waits for the initiator's RTR before ESTABLISHED: bounded like
+	 * the MPA Request (cm_conn_timeout), or a peer that never sends it holds the QP forever.
+	 */
+	if (!initiator && id->res.p2p && id->res.rtr != SIW_RTR_NONE && id->state == CM_CONNECTED)
+		cm_timer_set(id, id->cfg.req_timeout_ms);
 	cm_dbg("id %llu: handed to the engine (%s, rev %u, crc %d, ird %u, ord %u, rtr %d)",
 	       (unsigned long long)id->handle, initiator ? "initiator" : "responder", id->res.rev,
 	       id->res.crc, id->res.ird, id->res.ord, id->res.rtr);
@@ -531,35 +540,42 @@ static void initiator_io(struct cm_id *id, uint32_t events)
 
 /* ---- responder -------------------------------------------------------------------------- */
 
-void cm_conn_reject(struct cm_id *id, const void *pd, size_t pd_len)
+/*
+ * FIN after what was sent (a reject, or nothing). Unread input would turn close() into a reset
+ * that can overtake the reject, so drain what a misbehaving peer may have sent beyond its
+ * request.
+ */
+static void conn_close_unanswered(struct cm_id *id)
 {
 	uint8_t junk[512];
-	int n;
 
-	/*
-	 * A request we could not even parse gets a plain revision 1 reject (every MPA peer reads
-	 * that); a parsed one is answered in the negotiated revision (rev 2 keeps the IRD/ORD
-	 * words, as kernel siw and cxgb4 send them).
-	 */
-	if (id->res.rev != MPA_REV_1 && id->res.rev != MPA_REV_2)
-		id->res.rev = id->res.rev == 0 && id->frame.pd ? 0 : MPA_REV_1;
-	n = siw_mpa_build_reply(&id->cfg.mpa, &id->res, true, pd, pd_len, id->out, sizeof(id->out));
-	if (n > 0) {
-		id->out_len = (size_t)n;
-		id->out_off = 0;
-		out_flush(id);
-	}
-	/*
-	 * FIN after the reject. Unread input would turn close() into a reset that can overtake
-	 * the reject, so drain what a misbehaving peer may have sent beyond its request.
-	 */
-	/* observability hook (SIW_CAPTURE): the request and our reject */
+	/* observability hook (SIW_CAPTURE): the request and our reject, if any */
 	eng_capture_mpa(id->fd, &id->id.route.addr.dst_addr, id->out, id->out_off, id->rd.buf,
 			id->rd.have);
 	shutdown(id->fd, SHUT_WR);
 	for (int i = 0; i < 16 && recv(id->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
 		;
 	cm_close_fd(id);
+}
+
+void cm_conn_reject(struct cm_id *id, const void *pd, size_t pd_len)
+{
+	int n;
+
+	/*
+	 * A parsed request is answered in the negotiated revision (rev 2 keeps the IRD/ORD words,
+	 * as kernel siw and cxgb4 send them); before negotiation in revision 1, or 0 to an RDMA
+	 * Consortium (rev 0) peer.
+	 */
+	if (id->res.rev != MPA_REV_1 && id->res.rev != MPA_REV_2)
+		id->res.rev = id->frame.pd && id->frame.rev == 0 ? 0 : MPA_REV_1;
+	n = siw_mpa_build_reply(&id->cfg.mpa, &id->res, true, pd, pd_len, id->out, sizeof(id->out));
+	if (n > 0) {
+		id->out_len = (size_t)n;
+		id->out_off = 0;
+		out_flush(id);
+	}
+	conn_close_unanswered(id);
 }
 
 /* A connection the application never saw goes away. */
@@ -581,11 +597,17 @@ static void responder_got_request(struct cm_id *id)
 
 	r = siw_mpa_parse(id->rd.buf, id->rd.have, false, &id->frame);
 	if (r < 0) {
-		cm_err("rejected connection from %s: inconsistent MPA request (revision %u, "
+		/*
+		 * Not a request we can work with (key, revision, private data length): RFC 5044
+		 * has the responder close the connection, as kernel siw does; no Reply.
+		 */
+		cm_err("closed connection from %s: inconsistent MPA request (revision %u, "
 		       "flags 0x%02x, %u bytes of private data)",
 		       peer, id->rd.buf[MPA_RR_OFF_REV], id->rd.buf[MPA_RR_OFF_FLAGS],
 		       get_be16(id->rd.buf + MPA_RR_OFF_PDLEN));
-		goto reject;
+		conn_close_unanswered(id);
+		responder_drop(id);
+		return;
 	}
 	if (id->frame.user_pd_len > 255) {
 		cm_err("rejected connection from %s: %u bytes of private data, but rdma_cm can "
@@ -677,7 +699,6 @@ static void responder_got_request(struct cm_id *id)
 reject_parsed:
 	/* Answer in the revision the peer speaks. */
 	id->res.rev = id->frame.v2 && id->cfg.mpa.rev == MPA_REV_2 ? MPA_REV_2 : MPA_REV_1;
-reject:
 	cm_conn_reject(id, NULL, 0);
 	responder_drop(id);
 }
@@ -703,11 +724,10 @@ static void responder_io(struct cm_id *id, uint32_t events)
 			responder_drop(id);
 			return;
 		}
-		cm_err("rejected connection from %s: %s (a client that does not speak MPA?)", peer,
+		/* Not an MPA request: closed without a Reply (see responder_got_request). */
+		cm_err("closed connection from %s: %s (a client that does not speak MPA?)", peer,
 		       bad_frame_reason(&id->rd, why, sizeof(why)));
-		id->res.rev = 0;
-		id->frame.pd = NULL;
-		cm_conn_reject(id, NULL, 0);
+		conn_close_unanswered(id);
 		responder_drop(id);
 		return;
 	case CM_REQ_RCVD:
@@ -910,6 +930,18 @@ void cm_conn_timeout(struct cm_id *id)
 		       id->cfg.rep_timeout_ms);
 		conn_fail(id, RDMA_CM_EVENT_UNREACHABLE, -ETIMEDOUT, NULL, 0);
 		break;
+	case CM_CONNECTED: {
+		/* Handed to the engine, which still waits for the peer-to-peer RTR. */
+		struct eng_qp *qp = cm_qp(id) ? siw_verbs_qp(cm_qp(id)) : NULL;
+
+		cm_err("connection from %s sent no ready-to-receive message (MPA peer-to-peer) "
+		       "within %d ms; closing it (SIW_MPA_TIMEOUT_MS changes the wait)",
+		       cm_addr_str(&id->id.route.addr.dst_addr, a), id->cfg.req_timeout_ms);
+		/* closed() follows and reports CONNECT_ERROR (notify_one). */
+		if (qp)
+			eng_qp_disconnect(qp);
+		break;
+	}
 	default:
 		break;
 	}

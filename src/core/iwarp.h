@@ -75,6 +75,14 @@ static inline void put_be64(uint8_t *p, uint64_t v)
  * it unless told to, but tolerates it in a peer's frame.
  */
 #define MPA_FLAG_SIW_GSO  0x08
+/*
+ * softiwarp's RFC 7306 handshake (docs/PROTOCOL.md §6.5), two more reserved bits of RFC 5044:
+ * OFFER in a request says "I implement RFC 7306"; ACCEPT in a reply says "so do I, and I saw
+ * your OFFER". A reply must carry ACCEPT and not OFFER: kernel siw builds its reply from the
+ * request's header and so echoes every reserved bit of the request back.
+ */
+#define MPA_FLAG_RFC7306_OFFER	0x04
+#define MPA_FLAG_RFC7306_ACCEPT 0x02
 #define MPA_FLAGS_RSVD	  0x0F
 
 #define MPA_REV_1	  1
@@ -186,6 +194,14 @@ enum rdmap_opcode {
 /* RFC 7306 Immediate Data (QN 0): 8 bytes of data after the untagged DDP header. */
 #define IMM_OFF_DATA	   20
 #define IMM_HDR_LEN	   28
+/*
+ * softiwarp's use of the 8 bytes (PROTOCOL.md §6.5): bytes 0-3 carry verbs' 32-bit imm_data as
+ * given (network order); byte 4 bit 0 set means the value belongs to the SEND that follows
+ * (IBV_WR_SEND_WITH_IMM), clear that it stands alone, taking a receive of its own (after an
+ * RDMA WRITE: IBV_WR_RDMA_WRITE_WITH_IMM). Bytes 5-7 are sent as 0 and ignored.
+ */
+#define IMM_SIW_FLAGS	   4
+#define IMM_SIW_FOR_SEND   0x01
 
 /* RFC 7306 Atomic Request (QN 1, shares MSNs with READ REQUESTs). */
 #define AREQ_OFF_AOPCODE   20 /* 32 bits: reserved(28) | AOpCode(4) */

@@ -172,6 +172,8 @@ int siw_mpa_build_req(const struct siw_mpa_cfg *cfg, uint16_t ird, uint16_t ord,
 		flags |= MPA_FLAG_MARKERS;
 	if (cfg->gso)
 		flags |= MPA_FLAG_SIW_GSO;
+	if (cfg->rfc7306)
+		flags |= MPA_FLAG_RFC7306_OFFER;
 	/* Rev 1 has no room for IRD/ORD or P2P: cfg->p2p is then ignored (RFC 5044 startup). */
 	if (v2) {
 		unsigned rtr = cfg->rtr_types & RTR_ALL;
@@ -271,6 +273,8 @@ int siw_mpa_respond(const struct siw_mpa_cfg *cfg, const struct siw_mpa_frame *r
 	res->crc = (req->flags & MPA_FLAG_CRC) || cfg->crc != SIW_CRC_OFF;
 	/* siw's private bit: large FPDUs only when both ends said so. */
 	res->gso = cfg->gso && (req->flags & MPA_FLAG_SIW_GSO);
+	/* RFC 7306 only with an initiator that offered it (PROTOCOL.md §6.5). */
+	res->rfc7306 = cfg->rfc7306 && (req->flags & MPA_FLAG_RFC7306_OFFER);
 	/*
 	 * RFC 5044 §7.1.1 (M): a frame's M asks the *other* side to insert markers. The request's
 	 * M is about what we send; our own wish goes into the reply's M.
@@ -352,6 +356,8 @@ int siw_mpa_build_reply(const struct siw_mpa_cfg *cfg, const struct siw_mpa_resu
 			flags |= MPA_FLAG_MARKERS;
 		if (res->gso)
 			flags |= MPA_FLAG_SIW_GSO;
+		if (res->rfc7306)
+			flags |= MPA_FLAG_RFC7306_ACCEPT;
 	}
 	if (v2) {
 		/*
@@ -413,6 +419,12 @@ int siw_mpa_check_reply(const struct siw_mpa_cfg *cfg, uint16_t our_ird, uint16_
 		return E_BAD_REQREP;
 	res->crc = cfg->crc != SIW_CRC_OFF || (rep->flags & MPA_FLAG_CRC);
 	res->gso = cfg->gso && (rep->flags & MPA_FLAG_SIW_GSO);
+	/*
+	 * RFC 7306: ACCEPT without OFFER. A reply that has OFFER is an echo of our request
+	 * (kernel siw answers with the request's flag byte), not an answer to it.
+	 */
+	res->rfc7306 = cfg->rfc7306 && (rep->flags & MPA_FLAG_RFC7306_ACCEPT) &&
+		       !(rep->flags & MPA_FLAG_RFC7306_OFFER);
 	/* Our M asked for markers in what we receive; the reply's M is about what we send. */
 	res->markers_rx = cfg->markers;
 	res->markers_tx = rep->flags & MPA_FLAG_MARKERS;

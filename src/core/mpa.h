@@ -35,6 +35,7 @@ struct siw_mpa_cfg {
 	uint16_t rtr_types;	/* RTR types we offer (initiator) / accept (responder): 1 << SIW_RTR_* */
 	bool relaxed_ird;	/* lower our IRD/ORD to fit the peer instead of failing */
 	bool gso;		/* set kernel siw's private GSO bit (large FPDUs between peers that agree) */
+	bool rfc7306;		/* offer (initiator) / accept (responder) RFC 7306 (PROTOCOL.md §6.5) */
 };
 
 /* A parsed request or reply. Pointers point into the buffer given to siw_mpa_parse(). */
@@ -57,6 +58,7 @@ struct siw_mpa_result {
 	bool markers_rx;		/* the peer puts markers into the stream we receive */
 	bool markers_tx;		/* we put markers into the stream we send */
 	bool gso;			/* both sides set the siw GSO bit */
+	bool rfc7306;			/* both sides implement RFC 7306 (immediate data, atomics) */
 	uint16_t ird;			/* inbound READs we accept at once */
 	uint16_t ord;			/* outbound READs we may have outstanding */
 	bool p2p;

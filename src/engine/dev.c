@@ -8,7 +8,9 @@
 #include <ifaddrs.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -210,6 +212,20 @@ const struct eng_device *eng_device_by_addr(const struct sockaddr *sa)
 	return found;
 }
 
+enum eng_rfc7306_mode eng_rfc7306_env(void)
+{
+	const char *s = getenv("SIW_RFC7306");
+
+	if (!s || !*s || !strcasecmp(s, "auto"))
+		return ENG_RFC7306_AUTO;
+	if (!strcasecmp(s, "on") || !strcmp(s, "1"))
+		return ENG_RFC7306_ON;
+	if (!strcasecmp(s, "off") || !strcmp(s, "0"))
+		return ENG_RFC7306_OFF;
+	eng_err("SIW_RFC7306=%s: expected auto, on or off; using auto", s);
+	return ENG_RFC7306_AUTO;
+}
+
 void eng_device_query(const struct eng_device *dev, struct eng_device_attr *a)
 {
 	memset(a, 0, sizeof(*a));
@@ -223,7 +239,7 @@ void eng_device_query(const struct eng_device *dev, struct eng_device_attr *a)
 	a->max_qp = ENG_MAX_QP;
 	a->max_qp_wr = ENG_MAX_QP_WR;
 	a->max_sge = ENG_MAX_SGE;
-	a->max_sge_rd = 1; /* one READ sink SGE until multi-SGE READs are in */
+	a->max_sge_rd = ENG_MAX_SGE_RD; /* one READ REQUEST per sink SGE (qp_tx.c) */
 	a->max_cq = ENG_MAX_CQ;
 	a->max_cqe = ENG_MAX_CQE;
 	a->max_mr = ENG_MAX_MR;
@@ -234,9 +250,16 @@ void eng_device_query(const struct eng_device *dev, struct eng_device_attr *a)
 	a->max_srq = ENG_MAX_QP;
 	a->max_srq_wr = ENG_MAX_SRQ_WR;
 	a->max_srq_sge = ENG_MAX_SGE;
-	a->max_mw = 0;
+	a->max_mw = ENG_MAX_MR; /* windows and regions share the STag table */
 	a->max_inline_data = ENG_MAX_INLINE;
-	a->atomic_cap = 0;
+	/*
+	 * RFC 7306 atomics (when a connection negotiates them, PROTOCOL.md §6.5) run as 64-bit
+	 * __atomic operations on the target word: atomic among all remote atomics this process
+	 * executes, whichever QP or thread, which is what IBV_ATOMIC_HCA promises. They are not
+	 * atomic against RDMA WRITEs or READs of the same word (nor does RFC 7306 ask it), so
+	 * IBV_ATOMIC_GLOB is not claimed.
+	 */
+	a->atomic_cap = eng_rfc7306_env() == ENG_RFC7306_OFF ? 0 : 1;
 	a->num_comp_vectors = 1;
 	snprintf(a->fw_ver, sizeof(a->fw_ver), "softiwarp 0.1");
 }

@@ -179,12 +179,25 @@ struct eng_device_attr {
 	int max_qp_rd_atom, max_qp_init_rd_atom, max_res_rd_atom;
 	int max_srq, max_srq_wr, max_srq_sge, max_mw;
 	int max_inline_data;
-	int atomic_cap; /* 0 = none, 1 = this HCA only (IBV_ATOMIC_HCA) */
+	int atomic_cap; /* 0 = none, 1 = this HCA only (IBV_ATOMIC_HCA); see eng_rfc7306_env */
 	int num_comp_vectors;
 	char fw_ver[64];
 };
 
 void eng_device_query(const struct eng_device *dev, struct eng_device_attr *attr);
+
+/*
+ * SIW_RFC7306=auto|on|off (default auto): whether RFC 7306 immediate data and atomics are
+ * offered in connection setup (auto, on), used without the peer's confirmation (on), or never
+ * (off). Read from the environment at each call (the CM snapshots it per rdma_cm_id); a bad
+ * value is logged and taken as auto. See docs/PROTOCOL.md §6.5.
+ */
+enum eng_rfc7306_mode {
+	ENG_RFC7306_AUTO = 0,
+	ENG_RFC7306_ON = 1,
+	ENG_RFC7306_OFF = 2,
+};
+enum eng_rfc7306_mode eng_rfc7306_env(void);
 
 /* ---- contexts ---------------------------------------------------------------------------- */
 
@@ -228,8 +241,21 @@ uint32_t eng_pd_id(const struct eng_pd *pd);
  * addr NULL...), ENOMEM.
  */
 struct eng_mr *eng_mr_reg(struct eng_pd *pd, void *addr, size_t len, uint64_t iova, int access);
-int eng_mr_dereg(struct eng_mr *mr);
+int eng_mr_dereg(struct eng_mr *mr); /* EBUSY while memory windows are bound to it */
 uint32_t eng_mr_key(const struct eng_mr *mr);
+
+/*
+ * Memory windows (type 1 or 2) of a PD: an STag of their own that names nothing until an
+ * ENG_WR_BIND_MW work request binds it to a range of a region registered with
+ * ENG_ACCESS_MW_BIND, with remote rights of its own. A type-2 window is then bound to the QP
+ * that bound it (only that QP's peer may use it) until IBV_WR_LOCAL_INV or a SEND with
+ * Invalidate through that QP frees it; a type-1 window is rebound or unbound (zero-length
+ * bind) at any time. eng_mw_key is the window's current STag (binds change its key byte).
+ */
+struct eng_mw;
+struct eng_mw *eng_mw_alloc(struct eng_pd *pd, int type);
+int eng_mw_dealloc(struct eng_mw *mw);
+uint32_t eng_mw_key(const struct eng_mw *mw);
 
 /* ---- completion queues ------------------------------------------------------------------- */
 
@@ -288,6 +314,13 @@ struct eng_sge {
 	uint32_t lkey;
 };
 
+/*
+ * ENG_WR_BIND_MW: rkey is an STag of the window (eng_mw_key), imm_or_inv its STag after the
+ * bind (same index, new key byte), sg_list[0] the range bound (addr, length, lkey = the
+ * region's) or num_sge 0 to unbind a type-1 window, compare_add the window's
+ * ENG_ACCESS_REMOTE_* rights. ENG_WR_LOCAL_INV: imm_or_inv is the STag to invalidate.
+ * Both are executed by the send queue in order, locally, once the QP is connected.
+ */
 struct eng_send_wr {
 	uint64_t wr_id;
 	enum eng_wr_opcode opcode;

@@ -28,8 +28,14 @@ struct mr_slot {
 	atomic_uintptr_t addr;
 	atomic_uint_fast64_t iova;
 	atomic_uint_fast64_t len;
-	uint8_t key;		  /* under table_lock */
+	atomic_uint qpn;   /* type-2 memory window: the QP it is bound to (else 0) */
+	atomic_uint kind;  /* SLOT_MR, SLOT_MW1, SLOT_MW2 */
+	uint8_t key;       /* under table_lock */
+	uint32_t mw_binds; /* region: windows bound to it (under table_lock) */
+	uint32_t mw_mr;    /* window: the STag of the region it is bound to (table_lock) */
 };
+
+enum { SLOT_MR = 0, SLOT_MW1 = 1, SLOT_MW2 = 2 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(struct mr_slot *) chunks[NCHUNKS];
@@ -141,7 +147,7 @@ static void slot_write_end(struct mr_slot *s)
 	atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
 }
 
-int eng_mr_lookup(uint32_t stag, struct siw_mem_ref *ref)
+static int slot_lookup(uint32_t stag, struct siw_mem_ref *ref, bool local)
 {
 	struct mr_slot *s = slot_get(SIW_STAG_INDEX(stag));
 
@@ -149,48 +155,91 @@ int eng_mr_lookup(uint32_t stag, struct siw_mem_ref *ref)
 		return SIW_ERR_MEM_STAG;
 	for (;;) {
 		unsigned s1 = atomic_load_explicit(&s->seq, memory_order_acquire);
-		uint32_t cur;
+		uint32_t cur, kind;
 		bool invalid;
 
 		if (s1 & 1)
 			continue; /* a writer is in the middle */
 		cur = atomic_load_explicit(&s->stag, memory_order_relaxed);
 		invalid = atomic_load_explicit(&s->invalid, memory_order_relaxed);
+		kind = atomic_load_explicit(&s->kind, memory_order_relaxed);
 		ref->addr = (uint8_t *)atomic_load_explicit(&s->addr, memory_order_relaxed);
 		ref->iova = atomic_load_explicit(&s->iova, memory_order_relaxed);
 		ref->len = atomic_load_explicit(&s->len, memory_order_relaxed);
 		ref->access = atomic_load_explicit(&s->access, memory_order_relaxed);
 		ref->pd = atomic_load_explicit(&s->pd, memory_order_relaxed);
-		ref->qpn = 0;
+		ref->qpn = atomic_load_explicit(&s->qpn, memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&s->seq, memory_order_relaxed) != s1)
 			continue;
-		if (cur != stag || !stag)
+		/* A window's rkey is no lkey: local SGEs name regions only. */
+		if (cur != stag || !stag || (local && kind != SLOT_MR))
 			return SIW_ERR_MEM_STAG;
 		return invalid ? SIW_ERR_MEM_INVALIDATED : 0;
 	}
 }
 
-int eng_mr_invalidate(uint32_t stag, uint32_t pd)
+int eng_mr_lookup(uint32_t stag, struct siw_mem_ref *ref)
+{
+	return slot_lookup(stag, ref, false);
+}
+
+int eng_mr_lookup_local(uint32_t stag, struct siw_mem_ref *ref)
+{
+	return slot_lookup(stag, ref, true);
+}
+
+/* Unbinds window slot s (table_lock held, inside a write section). */
+static void mw_unbind_locked(struct mr_slot *s)
+{
+	struct mr_slot *m = s->mw_mr ? slot_get(SIW_STAG_INDEX(s->mw_mr)) : NULL;
+
+	if (m && atomic_load(&m->stag) == s->mw_mr && m->mw_binds)
+		m->mw_binds--;
+	s->mw_mr = 0;
+	atomic_store_explicit(&s->invalid, true, memory_order_relaxed);
+	atomic_store_explicit(&s->len, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->access, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->qpn, 0, memory_order_relaxed);
+}
+
+int eng_stag_invalidate(uint32_t stag, uint32_t pd, uint32_t qpn, bool remote)
 {
 	struct mr_slot *s;
+	uint32_t kind;
 	int err = 0;
 
 	pthread_mutex_lock(&table_lock);
 	s = slot_get(SIW_STAG_INDEX(stag));
-	if (!s || atomic_load(&s->stag) != stag || !stag)
+	if (!s || atomic_load(&s->stag) != stag || !stag) {
 		err = SIW_ERR_MEM_STAG;
-	else if (atomic_load(&s->pd) != pd)
+		goto out;
+	}
+	kind = atomic_load(&s->kind);
+	if (atomic_load(&s->pd) != pd)
 		err = SIW_ERR_MEM_PD;
 	else if (atomic_load(&s->invalid))
 		err = SIW_ERR_MEM_INVALIDATED;
+	else if (kind == SLOT_MW1)
+		err = SIW_ERR_MEM_STAG; /* type-1 windows are unbound by a zero-length bind only */
+	else if (kind == SLOT_MW2 && remote && atomic_load(&s->qpn) != qpn)
+		err = SIW_ERR_MEM_PD; /* a type-2 window is invalidated through its own QP */
 	if (!err) {
 		slot_write_begin(s);
-		atomic_store_explicit(&s->invalid, true, memory_order_relaxed);
+		if (kind == SLOT_MR)
+			atomic_store_explicit(&s->invalid, true, memory_order_relaxed);
+		else
+			mw_unbind_locked(s);
 		slot_write_end(s);
 	}
+out:
 	pthread_mutex_unlock(&table_lock);
 	return err;
+}
+
+int eng_mr_invalidate(uint32_t stag, uint32_t pd)
+{
+	return eng_stag_invalidate(stag, pd, 0, false);
 }
 
 /* ---- memory regions ------------------------------------------------------------------------- */
@@ -239,6 +288,10 @@ struct eng_mr *eng_mr_reg(struct eng_pd *pd, void *addr, size_t len, uint64_t io
 	atomic_store_explicit(&s->access, (unsigned)access, memory_order_relaxed);
 	atomic_store_explicit(&s->pd, pd->id, memory_order_relaxed);
 	atomic_store_explicit(&s->invalid, false, memory_order_relaxed);
+	atomic_store_explicit(&s->qpn, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->kind, SLOT_MR, memory_order_relaxed);
+	s->mw_binds = 0;
+	s->mw_mr = 0;
 	atomic_store_explicit(&s->stag, mr->stag, memory_order_relaxed);
 	slot_write_end(s);
 	pthread_mutex_unlock(&table_lock);
@@ -260,6 +313,10 @@ int eng_mr_dereg(struct eng_mr *mr)
 		pthread_mutex_unlock(&table_lock);
 		return EINVAL;
 	}
+	if (s->mw_binds) {
+		pthread_mutex_unlock(&table_lock);
+		return EBUSY; /* memory windows are bound to it */
+	}
 	slot_write_begin(s);
 	atomic_store_explicit(&s->stag, 0, memory_order_relaxed);
 	slot_write_end(s);
@@ -278,4 +335,167 @@ int eng_mr_dereg(struct eng_mr *mr)
 uint32_t eng_mr_key(const struct eng_mr *mr)
 {
 	return mr->stag;
+}
+
+/* ---- memory windows ------------------------------------------------------------------------- */
+
+struct eng_mw *eng_mw_alloc(struct eng_pd *pd, int type)
+{
+	struct eng_mw *mw;
+	struct mr_slot *s;
+	uint32_t idx;
+
+	if (!pd || (type != 1 && type != 2)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	mw = malloc(sizeof(*mw));
+	if (!mw) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_lock(&table_lock);
+	idx = slot_alloc();
+	s = idx ? slot_get(idx) : NULL;
+	if (!s) {
+		pthread_mutex_unlock(&table_lock);
+		free(mw);
+		errno = ENOMEM;
+		return NULL;
+	}
+	s->key++;
+	mw->pd = pd;
+	mw->type = type;
+	mw->stag = idx << 8 | s->key;
+	/* A new window is unbound: its STag names no memory until a bind. */
+	slot_write_begin(s);
+	atomic_store_explicit(&s->addr, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->iova, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->len, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->access, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->pd, pd->id, memory_order_relaxed);
+	atomic_store_explicit(&s->invalid, true, memory_order_relaxed);
+	atomic_store_explicit(&s->qpn, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->kind, type == 1 ? SLOT_MW1 : SLOT_MW2, memory_order_relaxed);
+	s->mw_binds = 0;
+	s->mw_mr = 0;
+	atomic_store_explicit(&s->stag, mw->stag, memory_order_relaxed);
+	slot_write_end(s);
+	pthread_mutex_unlock(&table_lock);
+	atomic_fetch_add(&pd->refs, 1);
+	return mw;
+}
+
+int eng_mw_dealloc(struct eng_mw *mw)
+{
+	struct mr_slot *s;
+	uint32_t idx;
+
+	if (!mw)
+		return EINVAL;
+	pthread_mutex_lock(&table_lock);
+	/* The current STag: a bind may have changed the key byte since the allocation. */
+	idx = SIW_STAG_INDEX(mw->stag);
+	s = slot_get(idx);
+	if (!s || SIW_STAG_INDEX(atomic_load(&s->stag)) != idx || !atomic_load(&s->stag)) {
+		pthread_mutex_unlock(&table_lock);
+		return EINVAL;
+	}
+	slot_write_begin(s);
+	mw_unbind_locked(s);
+	atomic_store_explicit(&s->stag, 0, memory_order_relaxed);
+	slot_write_end(s);
+	pthread_mutex_unlock(&table_lock);
+	eng_quiesce();
+	pthread_mutex_lock(&table_lock);
+	if (slot_free(idx))
+		eng_warn("STag index %u leaked (out of memory)", idx);
+	pthread_mutex_unlock(&table_lock);
+	atomic_fetch_sub(&mw->pd->refs, 1);
+	free(mw);
+	return 0;
+}
+
+uint32_t eng_mw_key(const struct eng_mw *mw)
+{
+	uint32_t stag;
+	struct mr_slot *s;
+
+	pthread_mutex_lock(&table_lock);
+	s = slot_get(SIW_STAG_INDEX(mw->stag));
+	stag = s ? atomic_load(&s->stag) : mw->stag;
+	pthread_mutex_unlock(&table_lock);
+	return stag;
+}
+
+int eng_mw_bind(uint32_t pd, uint32_t qpn, const struct eng_mw_bind *b)
+{
+	struct mr_slot *w, *m = NULL;
+	uint32_t kind, acc;
+	uint64_t miova = 0, mlen = 0;
+	uintptr_t maddr = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&table_lock);
+	/* The window is named by its index: its key byte is whatever the last bind made it. */
+	w = slot_get(SIW_STAG_INDEX(b->mw_stag));
+	if (!w || SIW_STAG_INDEX(atomic_load(&w->stag)) != SIW_STAG_INDEX(b->mw_stag) ||
+	    !atomic_load(&w->stag) || SIW_STAG_INDEX(b->new_stag) != SIW_STAG_INDEX(b->mw_stag)) {
+		err = SIW_ERR_MEM_STAG;
+		goto out;
+	}
+	kind = atomic_load(&w->kind);
+	acc = b->access &
+	      (ENG_ACCESS_REMOTE_READ | ENG_ACCESS_REMOTE_WRITE | ENG_ACCESS_REMOTE_ATOMIC);
+	if (kind == SLOT_MR) {
+		err = SIW_ERR_MEM_STAG;
+	} else if (atomic_load(&w->pd) != pd) {
+		err = SIW_ERR_MEM_PD;
+	} else if (kind == SLOT_MW2 && (!atomic_load(&w->invalid) || !b->bind)) {
+		/* A type-2 window is bound only while free; it is freed by invalidation. */
+		err = SIW_ERR_MEM_ACCESS;
+	} else if (b->bind) {
+		m = slot_get(SIW_STAG_INDEX(b->mr_stag));
+		if (!m || atomic_load(&m->stag) != b->mr_stag || !b->mr_stag ||
+		    atomic_load(&m->kind) != SLOT_MR || atomic_load(&m->invalid))
+			err = SIW_ERR_MEM_STAG;
+		else if (atomic_load(&m->pd) != pd)
+			err = SIW_ERR_MEM_PD;
+		else if (!(atomic_load(&m->access) & ENG_ACCESS_MW_BIND) ||
+			 ((acc & (ENG_ACCESS_REMOTE_WRITE | ENG_ACCESS_REMOTE_ATOMIC)) &&
+			  !(atomic_load(&m->access) & ENG_ACCESS_LOCAL_WRITE)))
+			err = SIW_ERR_MEM_ACCESS;
+		if (!err) {
+			maddr = atomic_load(&m->addr);
+			miova = atomic_load(&m->iova);
+			mlen = atomic_load(&m->len);
+			if (b->addr + b->len < b->addr)
+				err = SIW_ERR_MEM_WRAP;
+			else if (b->addr < miova || b->addr - miova > mlen ||
+				 b->len > mlen - (b->addr - miova))
+				err = SIW_ERR_MEM_BOUNDS;
+		}
+	}
+	if (err)
+		goto out;
+	slot_write_begin(w);
+	mw_unbind_locked(w);
+	if (b->bind) {
+		atomic_store_explicit(&w->addr, maddr + (uintptr_t)(b->addr - miova),
+				      memory_order_relaxed);
+		atomic_store_explicit(&w->iova, b->addr, memory_order_relaxed);
+		atomic_store_explicit(&w->len, b->len, memory_order_relaxed);
+		atomic_store_explicit(&w->access, acc, memory_order_relaxed);
+		atomic_store_explicit(&w->qpn, kind == SLOT_MW2 ? qpn : 0, memory_order_relaxed);
+		atomic_store_explicit(&w->invalid, false, memory_order_relaxed);
+		w->mw_mr = b->mr_stag;
+		m->mw_binds++;
+	}
+	/* The key byte is the consumer's (ibv_inc_rkey): the old rkey names nothing now. */
+	w->key = (uint8_t)SIW_STAG_KEY(b->new_stag);
+	atomic_store_explicit(&w->stag, b->new_stag, memory_order_relaxed);
+	slot_write_end(w);
+out:
+	pthread_mutex_unlock(&table_lock);
+	return err;
 }

@@ -176,8 +176,34 @@ struct eng_mr {
 
 /* Resolves an STag for the core (any thread). 0 or SIW_ERR_MEM_STAG. */
 int eng_mr_lookup(uint32_t stag, struct siw_mem_ref *ref);
+/* The same for an lkey of a local SGE: memory windows' STags are refused. */
+int eng_mr_lookup_local(uint32_t stag, struct siw_mem_ref *ref);
 /* Invalidates an STag of PD pd (SEND with Invalidate). 0 or SIW_ERR_MEM_*. */
 int eng_mr_invalidate(uint32_t stag, uint32_t pd);
+/*
+ * Invalidates a region's STag or unbinds a type-2 window (a type-1 window is refused). remote:
+ * a SEND with Invalidate arriving on QP qpn (a type-2 window must be bound to it); else a local
+ * IBV_WR_LOCAL_INV. 0 or SIW_ERR_MEM_*.
+ */
+int eng_stag_invalidate(uint32_t stag, uint32_t pd, uint32_t qpn, bool remote);
+
+struct eng_mw {
+	struct eng_pd *pd;
+	uint32_t stag;	     /* as allocated (the index stays; binds change the key byte) */
+	int type;	     /* 1 or 2 */
+};
+
+/* A bind as the SQ executes it (from an ENG_WR_BIND_MW work request, see engine.h). */
+struct eng_mw_bind {
+	uint32_t mw_stag;    /* an STag of the window (its index names it) */
+	uint32_t new_stag;   /* its STag after the bind (same index, the consumer's key) */
+	bool bind;	     /* false: unbind (type 1, zero-length bind) */
+	uint32_t mr_stag;    /* the region's lkey */
+	uint64_t addr, len;  /* in the region's tagged-offset space */
+	uint32_t access;     /* ENG_ACCESS_REMOTE_* */
+};
+/* Binds (or unbinds) a window of PD pd for QP qpn. 0 or SIW_ERR_MEM_*. */
+int eng_mw_bind(uint32_t pd, uint32_t qpn, const struct eng_mw_bind *b);
 
 /* ---- completion queues ------------------------------------------------------------------- */
 
@@ -261,6 +287,7 @@ struct eng_wqe {
 	uint8_t done;	     /* transmitted / moved to the ORQ: the slot may be reused */
 	uint8_t signaled;
 	uint16_t num_sge;
+	uint16_t rd_part;    /* RDMA READ with several sink SGEs: the next one to request */
 	uint32_t len;	     /* payload bytes */
 	uint32_t imm_or_inv;
 	uint32_t rkey;
@@ -274,14 +301,20 @@ struct eng_orq {
 	uint64_t wr_id;
 	bool signaled;
 	bool internal;	     /* the RFC 6581 READ RTR: no work request behind it */
-	uint32_t sink_stag;
-	uint64_t sink_to;
+	uint32_t sink_stag;  /* atomic: lkey of the 8-byte result buffer */
+	uint64_t sink_to;    /* atomic: its address */
 	uint32_t len;
+	uint32_t wr_len;     /* the whole work request's bytes (its completion's byte_len) */
+	uint8_t atomic;	     /* RFC 7306: 0 for a READ, else the ENG_WC_* opcode of the atomic */
+	uint32_t req_id;     /* atomic: the Request Identifier sent */
 };
 
-/* An inbound RDMA READ to answer (IRQ). */
+/* An inbound RDMA READ (or RFC 7306 Atomic Request: they share IRD) to answer (IRQ). */
 struct eng_irq {
 	struct siw_read_req req;
+	bool atomic;	     /* answer with an Atomic Response: */
+	uint32_t req_id;
+	uint64_t orig;	     /* the value before the operation (executed on arrival) */
 };
 
 /* What the send side is transmitting now. */
@@ -291,6 +324,8 @@ enum eng_tx_kind {
 	TXK_IRQ,
 	TXK_TERM,
 	TXK_RTR,
+	TXK_RD_PART,	     /* a READ REQUEST of a multi-SGE READ that is not its last */
+	TXK_SQ_PART,	     /* RFC 7306: the first of the two messages of a WR with immediate */
 };
 
 struct eng_txc {
@@ -376,6 +411,16 @@ struct eng_qp {
 	struct siw_sge rx_sge[ENG_MAX_SGE]; /* its SGEs, copied out of the (shared) queue */
 	bool tx_kick;		 /* receive made send work (READ to answer, ORQ slot freed) */
 	bool rx_eof;
+	/* RFC 7306 receive side (PROTOCOL.md §6.5) */
+	bool rx_imm_pending;	 /* an Immediate Data for the next SEND arrived (SEND_WITH_IMM) */
+	uint32_t rx_imm;	 /* its imm_data, network order */
+	uint64_t rx_write_msg;	 /* rx.stats.messages after the last RDMA WRITE message */
+	uint32_t rx_write_len;	 /* its length (byte_len of RECV_RDMA_WITH_IMM) */
+	uint64_t atomic_res[ENG_MAX_ORD]; /* Atomic Response values on their way into place */
+	/* RFC 7306 send side */
+	bool rfc7306;		 /* negotiated: immediate data and atomics may be sent */
+	uint8_t tx_part;	 /* the SQ head's first message (of two) is in the builder */
+	uint32_t atomic_req_id;	 /* next Request Identifier */
 
 	struct eng_qp_stats stats;
 	struct eng_obs_qp obs;	 /* observability hook: siw-stat, capture (obs.h) */

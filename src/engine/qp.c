@@ -182,7 +182,7 @@ static void sq_flush(struct eng_qp *qp)
 		if (!o->internal) {
 			struct eng_cqe c = {.wr_id = o->wr_id,
 					    .status = ENG_WC_WR_FLUSH_ERR,
-					    .opcode = ENG_WC_RDMA_READ,
+					    .opcode = o->atomic ? o->atomic : ENG_WC_RDMA_READ,
 					    .qp_num = qp->qpn};
 			eng_cq_push(qp->scq, &c);
 		}
@@ -205,6 +205,7 @@ static void sq_flush(struct eng_qp *qp)
 	qp->out_cnt = 0;
 	qp->ntxc = qp->txc_done = 0;
 	qp->tx.active = false;
+	qp->tx_part = 0;
 }
 
 /* Receive side flush (rx_lock held). */
@@ -262,7 +263,12 @@ void eng_qp_fail(struct eng_qp *qp, int err)
 	}
 	qp->err = err;
 	had_conn = qp->fd >= 0;
-	if (had_conn && wants_terminate(err) && qp->state == SIW_QP_RTS) {
+	/*
+	 * CLOSING too: the application's rdma_disconnect may have come between the error and
+	 * this call (the FIN goes out only below), and the peer is still owed its TERMINATE.
+	 */
+	if (had_conn && wants_terminate(err) &&
+	    (qp->state == SIW_QP_RTS || qp->state == SIW_QP_CLOSING)) {
 		/* Best effort, as kernel siw: a TERMINATE only if it can start on an FPDU boundary. */
 		uint32_t ctrl;
 		int blen = siw_term_build(err, qp->rx.err_hdr_len ? qp->rx.err_hdr : NULL,
@@ -540,12 +546,38 @@ static int check_send_wr(const struct eng_qp *qp, const struct eng_send_wr *w)
 	case ENG_WR_SEND_WITH_INV:
 	case ENG_WR_RDMA_WRITE:
 		break;
+	case ENG_WR_SEND_WITH_IMM:
+	case ENG_WR_RDMA_WRITE_WITH_IMM:
+	case ENG_WR_ATOMIC_CMP_AND_SWP:
+	case ENG_WR_ATOMIC_FETCH_AND_ADD:
+		/*
+		 * RFC 7306 (PROTOCOL.md §6.5): refused at once (EINVAL, as rdma-core providers
+		 * answer for an opcode the device cannot do) on a connection whose peer did not
+		 * agree to it, and anywhere with SIW_RFC7306=off. Before the connection is up
+		 * they are queued; if the peer then turns out not to agree, the WR completes
+		 * with IBV_WC_LOC_QP_OP_ERR (qp_tx.c).
+		 */
+		if (qp->connected ? !qp->rfc7306 : eng_rfc7306_env() == ENG_RFC7306_OFF)
+			return EINVAL;
+		/* The old value of an atomic comes back into one local SGE of 8 bytes. */
+		if ((w->opcode == ENG_WR_ATOMIC_CMP_AND_SWP ||
+		     w->opcode == ENG_WR_ATOMIC_FETCH_AND_ADD) &&
+		    (w->num_sge != 1 || w->sg_list[0].length < 8 || (w->flags & ENG_SEND_INLINE)))
+			return EINVAL;
+		break;
 	case ENG_WR_RDMA_READ:
-		if (w->num_sge > 1 || (w->flags & ENG_SEND_INLINE))
+		/* Several sink SGEs: one READ REQUEST each (qp_tx.c). */
+		if (w->num_sge > ENG_MAX_SGE_RD || (w->flags & ENG_SEND_INLINE))
+			return EINVAL;
+		break;
+	case ENG_WR_LOCAL_INV:
+	case ENG_WR_BIND_MW:
+		/* Executed by the SQ in order, locally (qp_tx.c); nothing goes on the wire. */
+		if ((w->opcode == ENG_WR_BIND_MW && w->num_sge > 1) || (w->flags & ENG_SEND_INLINE))
 			return EINVAL;
 		break;
 	default:
-		return EINVAL; /* immediate data, atomics, MW binds: not on this QP */
+		return EINVAL;
 	}
 	for (int i = 0; i < w->num_sge; i++)
 		len += w->sg_list[i].length;
@@ -614,6 +646,7 @@ int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *b
 		q->raddr = w->remote_addr;
 		q->compare_add = w->compare_add;
 		q->swap = w->swap;
+		q->rd_part = 0;
 		if (w->flags & ENG_SEND_INLINE) {
 			/* Inline data is copied now: the application may reuse its buffer at once. */
 			uint8_t *p = (uint8_t *)q->sge;
@@ -625,7 +658,9 @@ int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *b
 			}
 			q->num_sge = 0;
 		} else {
-			memcpy(q->sge, w->sg_list, (size_t)w->num_sge * sizeof(struct siw_sge));
+			if (w->num_sge) /* sg_list may be NULL (LOCAL_INV, unbind) */
+				memcpy(q->sge, w->sg_list,
+				       (size_t)w->num_sge * sizeof(struct siw_sge));
 			q->num_sge = (uint16_t)w->num_sge;
 			for (int s = 0; s < w->num_sge; s++)
 				len += w->sg_list[s].length;
@@ -817,6 +852,7 @@ int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn)
 	rp.qpn = qp->qpn;
 	/* The responder of a peer-to-peer connection waits for the initiator's RTR. */
 	rp.rtr = (!conn->initiator && conn->mpa.p2p) ? (uint8_t)conn->mpa.rtr : SIW_RTR_NONE;
+	rp.rfc7306 = conn->mpa.rfc7306;
 	siw_rx_init(&qp->rx, &eng_rx_ops, qp, &rp);
 	tp.crc = conn->mpa.crc;
 	tp.markers = conn->mpa.markers_tx;
@@ -825,6 +861,13 @@ int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn)
 	siw_tx_batch_reset(qp->batch);
 	qp->out_cnt = 0;
 	qp->rtr_tx_pending = conn->initiator && conn->mpa.p2p && conn->mpa.rtr != SIW_RTR_NONE;
+	/* RFC 7306: both ends agreed in the MPA exchange (or SIW_RFC7306=on said so). */
+	qp->rfc7306 = conn->mpa.rfc7306;
+	qp->tx_part = 0;
+	qp->atomic_req_id = 0;
+	qp->rx_imm_pending = false;
+	qp->rx_write_msg = 0;
+	qp->rx_write_len = 0;
 	qp->connected = true;
 	qp->state = SIW_QP_RTS;
 	eng_dbg("QP %u: IDLE => RTS (%s, rev %u, crc %d, markers %d/%d, ird %u, ord %u, rtr %d, "

@@ -26,6 +26,9 @@
 #define POLL_BUDGET 4
 /* rx_run: the peer closed the connection in an orderly way. */
 #define ENG_CLOSED_GRACEFULLY 1
+/* An RDMAP message that may not come now (RFC 5040 "unexpected opcode"). */
+#define E_RDMAP_UNEXPECTED                                                                         \
+	SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_REMOTE_OP, TERM_ECODE_RDMAP_UNEXPECTED_OP)
 
 /* ---- callbacks from the core ------------------------------------------------------------------ */
 
@@ -85,6 +88,8 @@ static int rx_orq_head(void *user, struct siw_orq_view *v)
 	v->sink_stag = o->sink_stag;
 	v->sink_to = o->sink_to;
 	v->len = o->len;
+	v->atomic = o->atomic != 0;
+	v->req_id = o->req_id;
 	return 0;
 }
 
@@ -240,6 +245,14 @@ static int rx_recv_done(void *user, const struct siw_rx_recv *r)
 		c.flags = ENG_WC_WITH_INV;
 		c.imm_or_inv = r->inv_stag;
 	}
+	if (qp->rx_imm_pending) {
+		/* SEND_WITH_IMM: the Immediate Data that came first (PROTOCOL.md §6.5). */
+		if (r->invalidate)
+			return E_RDMAP_UNEXPECTED;
+		c.flags = ENG_WC_WITH_IMM;
+		c.imm_or_inv = qp->rx_imm;
+		qp->rx_imm_pending = false;
+	}
 	qp->rq_active = NULL;
 	return complete_after_placement(qp, qp->rcq, &c);
 }
@@ -261,6 +274,7 @@ static int rx_read_req(void *user, const struct siw_read_req *r)
 				    TERM_ECODE_DDP_U_INV_MSN_NOBUF);
 	}
 	qp->irq[t % ENG_MAX_ORD].req = *r;
+	qp->irq[t % ENG_MAX_ORD].atomic = false;
 	atomic_store_explicit(&qp->irq_tail, t + 1, memory_order_release);
 	qp->tx_kick = true;
 	return 0;
@@ -276,9 +290,19 @@ static int rx_read_resp_done(void *user)
 		struct eng_cqe c = {.wr_id = o->wr_id,
 				    .status = ENG_WC_SUCCESS,
 				    .opcode = ENG_WC_RDMA_READ,
-				    .byte_len = o->len,
+				    .byte_len = o->wr_len,
 				    .qp_num = qp->qpn};
-		int err = complete_after_placement(qp, qp->scq, &c);
+		int err;
+
+		/*
+		 * Send completions come in posting order. On loopback the response can be here
+		 * before the thread that sent the request (holding qp->lock from sendmsg() to
+		 * tx_complete()) reported the messages sent before it in the same batch: wait for
+		 * it to let go (rx_lock before lock is the lock order).
+		 */
+		pthread_mutex_lock(&qp->lock);
+		pthread_mutex_unlock(&qp->lock);
+		err = complete_after_placement(qp, qp->scq, &c);
 
 		if (err)
 			return err;
@@ -288,11 +312,192 @@ static int rx_read_resp_done(void *user)
 	return 0;
 }
 
+/* ---- RFC 7306 (PROTOCOL.md §6.5) ------------------------------------------------------------ */
+
+static int rx_write_done(void *user, uint32_t stag, uint64_t to, uint32_t len)
+{
+	struct eng_qp *qp = user;
+
+	(void)stag;
+	(void)to;
+	/* Remembered for an Immediate Data that follows at once (RDMA WRITE with immediate). */
+	qp->rx_write_msg = qp->rx.stats.messages;
+	qp->rx_write_len = len;
+	return 0;
+}
+
+static int rx_imm_data(void *user, const uint8_t imm[8], bool solicited)
+{
+	struct eng_qp *qp = user;
+	const struct siw_sge *sge;
+	unsigned n;
+	uint32_t v;
+	int err;
+
+	memcpy(&v, imm, sizeof(v)); /* verbs imm_data: network order, as on the wire */
+	if (imm[IMM_SIW_FLAGS] & IMM_SIW_FOR_SEND) {
+		/* SEND_WITH_IMM: the value goes into the completion of the SEND that follows. */
+		if (qp->rx_imm_pending)
+			return E_RDMAP_UNEXPECTED;
+		qp->rx_imm_pending = true;
+		qp->rx_imm = v;
+		return 0;
+	}
+	if (qp->rx_imm_pending)
+		return E_RDMAP_UNEXPECTED; /* the SEND it announced did not come */
+	/* RDMA WRITE with immediate: the Immediate Data takes a receive of its own. */
+	err = rx_rq_begin(qp, &sge, &n);
+	if (err)
+		return err == SIW_ERR_QFULL ? SIW_ERR_TERM(TERM_LAYER_DDP, TERM_ETYPE_DDP_UNTAGGED,
+							   TERM_ECODE_DDP_U_INV_MSN_NOBUF)
+					    : err;
+	{
+		struct eng_cqe c = {.wr_id = qp->rx_wr_id,
+				    .status = ENG_WC_SUCCESS,
+				    .opcode = ENG_WC_RECV_RDMA_WITH_IMM,
+				    .flags = ENG_WC_WITH_IMM,
+				    .imm_or_inv = v,
+				    .qp_num = qp->qpn,
+				    .solicited = solicited};
+
+		/* byte_len: what the RDMA WRITE right before it wrote (verbs semantics). */
+		if (qp->rx.stats.messages - 1 == qp->rx_write_msg)
+			c.byte_len = qp->rx_write_len;
+		qp->rq_active = NULL;
+		return complete_after_placement(qp, qp->rcq, &c);
+	}
+}
+
+/* The masked FetchAdd of RFC 7306: a 1 in mask ends a field (no carry out of that bit). */
+static uint64_t masked_add(uint64_t a, uint64_t b, uint64_t mask)
+{
+	uint64_t sum = 0, carry = 0;
+
+	if (!mask)
+		return a + b;
+	for (unsigned i = 0; i < 64; i++) {
+		uint64_t x = a >> i & 1, y = b >> i & 1;
+
+		sum |= (x ^ y ^ carry) << i;
+		carry = (x & y) | (x & carry) | (y & carry);
+		if (mask >> i & 1)
+			carry = 0;
+	}
+	return sum;
+}
+
+/*
+ * Executes an Atomic Request on its (checked, 8-aligned) target: 64-bit __atomic operations on
+ * the word in host byte order, so remote atomics are atomic against each other from any QP and
+ * any thread (IBV_ATOMIC_HCA). Returns the value before the operation.
+ */
+static uint64_t atomic_execute(const struct siw_atomic_req *a)
+{
+	uint64_t *p = (uint64_t *)(void *)a->target;
+	uint64_t old, new;
+
+	if (a->aop == AOP_FETCH_ADD && !a->add_swap_mask)
+		return __atomic_fetch_add(p, a->add_swap, __ATOMIC_SEQ_CST);
+	old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+	do {
+		if (a->aop == AOP_FETCH_ADD)
+			new = masked_add(old, a->add_swap, a->add_swap_mask);
+		else if ((old & a->cmp_mask) == (a->cmp & a->cmp_mask))
+			new = (old & ~a->add_swap_mask) | (a->add_swap & a->add_swap_mask);
+		else
+			return old; /* no swap: nothing is written */
+	} while (!__atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_SEQ_CST,
+					      __ATOMIC_SEQ_CST));
+	return old;
+}
+
+static int rx_atomic_req(void *user, const struct siw_atomic_req *a)
+{
+	struct eng_qp *qp = user;
+	unsigned t = atomic_load_explicit(&qp->irq_tail, memory_order_relaxed);
+	unsigned depth = qp->ird ? qp->ird : 1;
+	struct eng_irq *e;
+	int err;
+
+	/* RFC 7306: Atomic Requests use the READ request queue and count against IRD with them. */
+	if (t - atomic_load_explicit(&qp->irq_head, memory_order_acquire) >= depth) {
+		eng_err("QP %u: the peer has more RDMA READs and atomics outstanding than the "
+			"negotiated IRD (%u)",
+			qp->qpn, qp->ird);
+		return SIW_ERR_TERM(TERM_LAYER_DDP, TERM_ETYPE_DDP_UNTAGGED,
+				    TERM_ECODE_DDP_U_INV_MSN_NOBUF);
+	}
+	/* The registered address is 8-aligned in tagged-offset space; the word must be too. */
+	if ((uintptr_t)a->target & 7)
+		return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_REMOTE_PROT,
+				    TERM_ECODE_RDMAP_BASE_BOUNDS);
+	/* Everything that came before it on the stream is in memory first (RDMAP ordering). */
+	err = place_flush(qp);
+	if (err)
+		return err;
+	e = &qp->irq[t % ENG_MAX_ORD];
+	memset(&e->req, 0, sizeof(e->req));
+	e->req.msn = a->msn;
+	e->atomic = true;
+	e->req_id = a->req_id;
+	e->orig = atomic_execute(a);
+	atomic_store_explicit(&qp->irq_tail, t + 1, memory_order_release);
+	qp->tx_kick = true;
+	return 0;
+}
+
+static int rx_atomic_resp(void *user, const struct siw_atomic_resp *a)
+{
+	struct eng_qp *qp = user;
+	struct eng_reader *rd = qp->rd;
+	unsigned h = atomic_load_explicit(&qp->orq_head, memory_order_relaxed);
+	struct eng_orq *o = &qp->orq[h % ENG_MAX_ORD];
+	struct siw_mem_ref m;
+	uint8_t *dst = NULL;
+	int err;
+
+	/* The result buffer was checked when the request left; checked again now. */
+	err = eng_mr_lookup(o->sink_stag, &m);
+	if (!err)
+		err = siw_mem_check(&m, qp->pd->id, 0, SIW_MEM_LOCAL_WRITE, o->sink_to, 8, &dst);
+	if (err) {
+		eng_err("QP %u: the result buffer of atomic %llu is no longer registered",
+			qp->qpn, (unsigned long long)o->wr_id);
+		return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
+				    TERM_ECODE_RDMAP_UNSPECIFIED);
+	}
+	/* Placed with the stream's other data (the slot is stable until the next read). */
+	qp->atomic_res[h % ENG_MAX_ORD] = a->orig;
+	err = rx_place(qp, dst, &qp->atomic_res[h % ENG_MAX_ORD], 8);
+	if (err)
+		return err;
+	if (o->signaled) {
+		struct eng_cqe c = {.wr_id = o->wr_id,
+				    .status = ENG_WC_SUCCESS,
+				    .opcode = o->atomic,
+				    .byte_len = 8,
+				    .qp_num = qp->qpn};
+
+		/* After the sends posted before it (see rx_read_resp_done). */
+		pthread_mutex_lock(&qp->lock);
+		pthread_mutex_unlock(&qp->lock);
+		err = complete_after_placement(qp, qp->scq, &c);
+		if (err)
+			return err;
+	} else {
+		rd->pl_commit = rd->pl_n;
+		rd->pl_sealed = true;
+	}
+	atomic_store_explicit(&qp->orq_head, h + 1, memory_order_release);
+	qp->tx_kick = true;
+	return 0;
+}
+
 static int rx_invalidate(void *user, uint32_t stag)
 {
 	struct eng_qp *qp = user;
 
-	return eng_mr_invalidate(stag, qp->pd->id);
+	return eng_stag_invalidate(stag, qp->pd->id, qp->qpn, true);
 }
 
 static int rx_terminate(void *user, const struct siw_term_info *t)
@@ -330,6 +535,10 @@ const struct siw_rx_ops eng_rx_ops = {
 	.invalidate = rx_invalidate,
 	.terminate = rx_terminate,
 	.rtr_done = rx_rtr_done,
+	.write_done = rx_write_done,
+	.imm_data = rx_imm_data,
+	.atomic_req = rx_atomic_req,
+	.atomic_resp = rx_atomic_resp,
 };
 
 /* ---- reading ---------------------------------------------------------------------------------- */

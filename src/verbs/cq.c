@@ -196,6 +196,7 @@ VRB_EXPORT int ibv_destroy_cq(struct ibv_cq *cq)
 	pthread_mutex_unlock(&cq->mutex);
 	pthread_cond_destroy(&cq->cond);
 	pthread_mutex_destroy(&cq->mutex);
+	vrb_cq_ex_free(vcq);
 	free(vcq);
 	return 0;
 }

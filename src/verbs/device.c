@@ -284,6 +284,8 @@ VRB_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *device)
 	c->vctx.sz = sizeof(struct verbs_context);
 	c->vctx.query_port = vrb_query_port_op;
 	c->vctx.query_device_ex = vrb_query_device_ex_op;
+	c->vctx.create_cq_ex = vrb_create_cq_ex_op;
+	c->vctx.create_qp_ex = vrb_create_qp_ex_op;
 	vrb_debug("opened %s\n", device->name);
 	return ctx;
 
@@ -348,8 +350,8 @@ static void vrb_fill_device_attr(struct vrb_context *c, struct ibv_device_attr *
 	a->max_qp_wr = e->max_qp_wr;
 	/* What kernel siw reports (fast-register/invalidate). */
 	a->device_cap_flags = IBV_DEVICE_MEM_MGT_EXTENSIONS;
-	if (e->max_mw > 0)
-		a->device_cap_flags |= IBV_DEVICE_MEM_WINDOW;
+	if (e->max_mw > 0) /* type 1 and type 2B (bound to a QP and its PD) */
+		a->device_cap_flags |= IBV_DEVICE_MEM_WINDOW | IBV_DEVICE_MEM_WINDOW_TYPE_2B;
 	a->max_sge = e->max_sge;
 	a->max_sge_rd = e->max_sge_rd;
 	a->max_cq = e->max_cq;

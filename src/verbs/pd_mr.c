@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Protection domains, memory regions and (not yet supported) memory windows.
+ * Protection domains, memory regions and memory windows.
  *
  * Registration checks follow the kernel's ib_check_mr_access() and uverbs reg_mr, so programs
  * see the errno they see on kernel siw; the engine then only gets flags it knows.
@@ -245,23 +245,112 @@ VRB_EXPORT int ibv_dereg_mr(struct ibv_mr *mr)
 	return 0;
 }
 
-/* ---- memory windows: not yet (max_mw is 0); the inline wrappers reach these ops ---------- */
+/* ---- memory windows ---------------------------------------------------------------------- */
 
 struct ibv_mw *vrb_alloc_mw(struct ibv_pd *pd, enum ibv_mw_type type)
 {
-	(void)pd, (void)type;
-	errno = EOPNOTSUPP;
-	return NULL;
-}
+	struct vrb_mw *mw;
+	int err;
 
-int vrb_bind_mw(struct ibv_qp *qp, struct ibv_mw *mw, struct ibv_mw_bind *mw_bind)
-{
-	(void)qp, (void)mw, (void)mw_bind;
-	return EOPNOTSUPP;
+	if (!pd || (type != IBV_MW_TYPE_1 && type != IBV_MW_TYPE_2)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	mw = calloc(1, sizeof(*mw));
+	if (!mw) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	errno = 0;
+	mw->emw = eng_mw_alloc(vrb_pd(pd)->epd, type == IBV_MW_TYPE_1 ? 1 : 2);
+	if (!mw->emw) {
+		err = errno ? errno : ENOMEM;
+		free(mw);
+		errno = err;
+		return NULL;
+	}
+	mw->ibmw.context = pd->context;
+	mw->ibmw.pd = pd;
+	mw->ibmw.rkey = eng_mw_key(mw->emw);
+	mw->ibmw.handle = mw->ibmw.rkey >> 8;
+	mw->ibmw.type = type;
+	return &mw->ibmw;
 }
 
 int vrb_dealloc_mw(struct ibv_mw *mw)
 {
-	(void)mw;
-	return EOPNOTSUPP;
+	int err;
+
+	if (!mw)
+		return EINVAL;
+	err = eng_mw_dealloc(vrb_mw(mw)->emw);
+	if (err)
+		return err;
+	free(vrb_mw(mw));
+	return 0;
+}
+
+/* Window rights: remote ones only (no zero-based windows). */
+#define VRB_MW_ACCESS (IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
+
+int vrb_bind_wr(struct ibv_qp *qp, struct ibv_mw *mw, uint32_t rkey,
+		const struct ibv_mw_bind_info *bi, struct eng_send_wr *e, struct eng_sge *sge)
+{
+	if (!qp || !mw || !bi || mw->context != qp->context)
+		return EINVAL;
+	if (bi->mw_access_flags & ~(unsigned int)VRB_MW_ACCESS)
+		return EINVAL;
+	/* The new rkey keeps the window's index; the consumer picks the key byte. */
+	if ((rkey >> 8) != (mw->rkey >> 8))
+		return EINVAL;
+	e->opcode = ENG_WR_BIND_MW;
+	e->rkey = mw->rkey;
+	e->imm_or_inv = rkey;
+	e->compare_add = bi->mw_access_flags;
+	e->remote_addr = 0;
+	e->swap = 0;
+	if (bi->mr) {
+		if (bi->mr->context != mw->context || bi->length > UINT32_MAX || !bi->length)
+			return EINVAL;
+		sge->addr = bi->addr;
+		sge->length = (uint32_t)bi->length;
+		sge->lkey = bi->mr->lkey;
+		e->sg_list = sge;
+		e->num_sge = 1;
+	} else {
+		if (bi->addr || bi->length || mw->type != IBV_MW_TYPE_1)
+			return EINVAL;
+		e->sg_list = NULL;
+		e->num_sge = 0; /* unbind */
+	}
+	return 0;
+}
+
+/*
+ * ibv_bind_mw (type 1; the header's inline checked type, range and PD): posted on the QP as a
+ * bind work request with the next key byte; mw->rkey is the new rkey once it is posted.
+ */
+int vrb_bind_mw(struct ibv_qp *qp, struct ibv_mw *mw, struct ibv_mw_bind *mw_bind)
+{
+	struct eng_send_wr e;
+	struct eng_sge sge;
+	uint32_t rkey;
+	int bad = 0, err;
+
+	if (!qp || !mw || !mw_bind)
+		return EINVAL;
+	if (mw_bind->send_flags & ~(unsigned int)(IBV_SEND_SIGNALED | IBV_SEND_FENCE))
+		return EINVAL;
+	memset(&e, 0, sizeof(e));
+	rkey = ibv_inc_rkey(mw->rkey);
+	err = vrb_bind_wr(qp, mw, rkey, &mw_bind->bind_info, &e, &sge);
+	if (err)
+		return err;
+	e.wr_id = mw_bind->wr_id;
+	e.flags = mw_bind->send_flags;
+	err = eng_post_send(vrb_qp(qp)->eqp, &e, 1, &bad);
+	if (err)
+		return err;
+	mw->rkey = rkey;
+	return 0;
 }

@@ -136,6 +136,7 @@ VRB_EXPORT int ibv_destroy_qp(struct ibv_qp *ibqp)
 	vrb_wait_events(&ibqp->mutex, &ibqp->cond, &ibqp->events_completed, &qp->events_reported);
 	pthread_cond_destroy(&ibqp->cond);
 	pthread_mutex_destroy(&ibqp->mutex);
+	vrb_qp_ex_free(qp);
 	free(qp);
 	return 0;
 }
@@ -231,12 +232,14 @@ VRB_EXPORT int ibv_query_qp_data_in_order(struct ibv_qp *qp, enum ibv_wr_opcode 
 	return 0; /* no ordering promise beyond the verbs semantics */
 }
 
-/* The ibv_wr_* API (extended QPs) is not offered yet; perftest uses it only on NICs it knows. */
+/* The ibv_wr_* API of a QP made by ibv_create_qp_ex with SEND_OPS_FLAGS (ex.c); else NULL. */
 VRB_EXPORT struct ibv_qp_ex *ibv_qp_to_qp_ex(struct ibv_qp *qp)
 {
-	(void)qp;
-	errno = EOPNOTSUPP;
-	return NULL;
+	if (!qp || !vrb_qp(qp)->wrb) {
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	return &vrb_qp(qp)->qpx;
 }
 
 /* Enhanced connection establishment is an IB CM feature. */
@@ -309,6 +312,7 @@ int vrb_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_w
 {
 	struct eng_send_wr b[VRB_POST_BATCH];
 	struct ibv_send_wr *src[VRB_POST_BATCH];
+	struct eng_sge bind_sge[VRB_POST_BATCH]; /* IBV_WR_BIND_MW ranges */
 	struct ibv_send_wr *unused;
 	struct eng_qp *eqp;
 	int n = 0, err;
@@ -347,6 +351,17 @@ int vrb_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_w
 			e->rkey = wr->wr.rdma.rkey;
 			e->compare_add = 0;
 			e->swap = 0;
+			break;
+		case IBV_WR_BIND_MW:
+			err = vrb_bind_wr(ibqp, wr->bind_mw.mw, wr->bind_mw.rkey,
+					  &wr->bind_mw.bind_info, e, &bind_sge[n]);
+			if (err) {
+				int ferr = vrb_send_flush(eqp, b, src, n, bad_wr);
+
+				if (!ferr)
+					*bad_wr = wr;
+				return ferr ? ferr : err;
+			}
 			break;
 		case IBV_WR_ATOMIC_CMP_AND_SWP:
 		case IBV_WR_ATOMIC_FETCH_AND_ADD:

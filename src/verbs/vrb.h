@@ -112,9 +112,20 @@ struct vrb_channel {
 	struct eng_channel *ech;
 };
 
+/* The ibv_*_poll / ibv_wc_read_* state of a CQ made by ibv_create_cq_ex (ex.c). */
+struct vrb_cq_poll {
+	pthread_mutex_t lock; /* start_poll .. end_poll, unless single-threaded */
+	bool single_threaded;
+	struct eng_cqe cur; /* the completion the read_* accessors report */
+};
+
 struct vrb_cq {
-	struct ibv_cq ibcq;
+	union {
+		struct ibv_cq ibcq;   /* what applications hold (a prefix of ibv_cq_ex) */
+		struct ibv_cq_ex cqx; /* ibv_create_cq_ex: the extended poll API */
+	};
 	struct eng_cq *ecq;
+	struct vrb_cq_poll *ex; /* ibv_create_cq_ex only */
 	struct vrb_obj obj;
 	uint32_t comp_events_reported;  /* handed out by ibv_get_cq_event (ibcq.mutex) */
 	uint32_t async_events_reported; /* handed out by ibv_get_async_event (ibcq.mutex) */
@@ -133,6 +144,12 @@ struct vrb_qp {
 	struct vrb_obj obj;
 	uint32_t events_reported; /* qpx.qp_base.mutex */
 	bool sq_sig_all;
+	struct vrb_wr_batch *wrb; /* ibv_create_qp_ex with SEND_OPS_FLAGS: the ibv_wr_* API */
+};
+
+struct vrb_mw {
+	struct ibv_mw ibmw;
+	struct eng_mw *emw;
 };
 
 #define vrb_pd(p)      vrb_container_of(p, struct vrb_pd, ibpd)
@@ -141,6 +158,9 @@ struct vrb_qp {
 #define vrb_srq(s)     vrb_container_of(s, struct vrb_srq, ibsrq)
 #define vrb_qp(q)      vrb_container_of(q, struct vrb_qp, qpx.qp_base)
 #define vrb_channel(c) vrb_container_of(c, struct vrb_channel, ch)
+#define vrb_mw(m)      vrb_container_of(m, struct vrb_mw, ibmw)
+#define vrb_cqx(c)     vrb_container_of(c, struct vrb_cq, cqx)
+#define vrb_qpx(q)     vrb_container_of(q, struct vrb_qp, qpx)
 
 /* Registry of event-raising objects (async.c). */
 void *vrb_obj_new_id(void); /* the user pointer for the next eng_*_create */
@@ -168,6 +188,19 @@ int vrb_query_port_op(struct ibv_context *context, uint8_t port_num,
 int vrb_query_device_ex_op(struct ibv_context *context,
 			   const struct ibv_query_device_ex_input *input,
 			   struct ibv_device_attr_ex *attr, size_t attr_size);
+/* The extended API (ex.c): verbs_context's create_cq_ex and create_qp_ex. */
+struct ibv_cq_ex *vrb_create_cq_ex_op(struct ibv_context *context,
+				      struct ibv_cq_init_attr_ex *attr);
+struct ibv_qp *vrb_create_qp_ex_op(struct ibv_context *context, struct ibv_qp_init_attr_ex *attr);
+/* Frees what ex.c attached to a CQ / QP (on destroy). */
+void vrb_cq_ex_free(struct vrb_cq *cq);
+void vrb_qp_ex_free(struct vrb_qp *qp);
+/*
+ * Translates an IBV_WR_BIND_MW work request for the engine (pd_mr.c): e gets the opcode's
+ * fields (see engine.h), sge the range. Returns 0 or an errno.
+ */
+int vrb_bind_wr(struct ibv_qp *qp, struct ibv_mw *mw, uint32_t rkey,
+		const struct ibv_mw_bind_info *bi, struct eng_send_wr *e, struct eng_sge *sge);
 
 /* ---- helpers shared between files -------------------------------------------------------- */
 

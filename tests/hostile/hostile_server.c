@@ -881,6 +881,8 @@ int main(int argc, char **argv)
 	S.cfg.crc = SIW_CRC_OFF;
 	S.cfg.rtr_types = 1 << SIW_RTR_WRITE | 1 << SIW_RTR_READ;
 	S.cfg.relaxed_ird = true;
+	/* RFC 7306 when the peer offers it (PROTOCOL.md §6.5), as SIW_RFC7306=auto does. */
+	S.cfg.rfc7306 = true;
 
 	ndev = eng_devices(&devs);
 	for (int i = 0; i < ndev; i++)

@@ -76,6 +76,9 @@ DDP_L = 0x40
 OP_WRITE, OP_READ_REQ, OP_READ_RESP, OP_SEND, OP_SEND_INV, OP_SEND_SE, OP_SEND_SE_INV = range(7)
 OP_TERMINATE = 7
 OP_IMM_DATA = 8
+OP_ATOMIC_REQ = 10
+MPA_FLAG_RFC7306_OFFER = 0x04   # softiwarp's RFC 7306 handshake (docs/PROTOCOL.md 6.5)
+MPA_FLAG_RFC7306_ACCEPT = 0x02
 OP_NAMES = ["write", "read_req", "read_resp", "send", "send_inv", "send_se", "send_se_inv",
             "terminate", "imm_data", "imm_data_se", "atomic_req", "atomic_resp"]
 
@@ -210,6 +213,12 @@ def ddp_untagged(opcode, qn, msn, mo, inv=0, last=True, dv=1, rv=1, tagged_bit=F
 
 def read_req_body(sink_stag, sink_to, size, src_stag, src_to):
     return struct.pack(">IQIIQ", sink_stag, sink_to % U64, size, src_stag, src_to % U64)
+
+
+def atomic_req_body(aop, req_id, stag, to, add_swap, add_mask=0, cmp=0, cmp_mask=0):
+    """RFC 7306 Atomic Request header after the untagged DDP header (52 bytes)."""
+    return struct.pack(">IIIQQQQQ", aop & 0xF, req_id, stag, to % U64, add_swap, add_mask,
+                       cmp, cmp_mask)
 
 
 def terminate_body(layer, etype, ecode, m=False, d=False, r=False, extra=b""):
@@ -670,6 +679,10 @@ EXPECT = {
     "rdmap_version": _t((0, 2, 5), "", None, pristine=["rw"]),
     "opcode_reserved": _t((0, 2, 6), "", None, region="lw"),
     "opcode_rfc7306_unnegotiated": _t((0, 2, 6), "", None, region="lw"),
+    # RFC 7306 offered and accepted (PROTOCOL.md 6.5): atomics are checked like READs.
+    "atomic_no_access": _t((0, 1, 2), "MD", "untagged", pristine=["rw"]),
+    "atomic_misaligned": _t((0, 1, 1), "MD", "untagged", pristine=["rw"]),
+    "atomic_unnegotiated": _t((0, 2, 6), "", None, pristine=["rw"]),
     "send_with_t_bit": _t((0, 2, 6), "", None, region="lw"),
     "rtr_wrong_type": _t((2, 0, 7), "", None),
     "rtr_with_payload": _t((2, 0, 7), "", None, pristine=["rw"]),
@@ -1109,6 +1122,39 @@ def sc_opcode_rfc7306_unnegotiated(ctx):
     c.send(f, "immediate_data_not_negotiated")
     ctx.attack = f
     return _observe(ctx, c)
+
+
+def _atomic_at(ctx, to_of, offer, what):
+    c = ctx.conn()
+    rep = c.negotiate(crc=ctx.opts.get("crc", True),
+                      extra_flags=MPA_FLAG_RFC7306_OFFER if offer else 0)
+    ctx.target = ctx.resolve(c.local_port) if callable(ctx.resolve) else ctx.resolve
+    # The reply says ACCEPT (never OFFER) exactly when we offered.
+    if bool(rep["reserved"] & MPA_FLAG_RFC7306_ACCEPT) != offer or \
+            rep["reserved"] & MPA_FLAG_RFC7306_OFFER:
+        raise RuntimeError("RFC 7306 handshake: reply flags 0x%02x" % rep["flags"])
+    t = ctx.target
+    f = c.fpdu(ddp_untagged(OP_ATOMIC_REQ, QN_READ, c.next_msn(QN_READ), 0) +
+               atomic_req_body(0, 1, t.stag, to_of(t), 1))
+    c.send(f, what, stag=t.stag, to=to_of(t) % U64)
+    ctx.attack = f
+    return _observe(ctx, c)
+
+
+@scenario
+def sc_atomic_no_access(ctx):
+    # "rw" allows remote write and read, not atomics.
+    return _atomic_at(ctx, lambda t: t.to + 8, True, "fetch_add_no_atomic_right")
+
+
+@scenario
+def sc_atomic_misaligned(ctx):
+    return _atomic_at(ctx, lambda t: t.to + 4, True, "fetch_add_misaligned")
+
+
+@scenario
+def sc_atomic_unnegotiated(ctx):
+    return _atomic_at(ctx, lambda t: t.to + 8, False, "fetch_add_not_offered")
 
 
 @scenario

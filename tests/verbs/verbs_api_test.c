@@ -1082,8 +1082,22 @@ static void test_verbs_misc(void)
 
 	REQUIRE(res_open(&r, 4, false));
 	CHECK_ERRNO_NULL(ibv_create_ah(r.pd, &ah), EOPNOTSUPP);
-	CHECK_ERRNO_NULL(ibv_alloc_mw(r.pd, IBV_MW_TYPE_1), EOPNOTSUPP);
-	CHECK_ERRNO_NULL(ibv_create_cq_ex(r.ctx, &cqx), EOPNOTSUPP);
+	if (OURS) {
+		/* Memory windows and extended CQs exist (tests/xverbs uses them). */
+		struct ibv_mw *mw = ibv_alloc_mw(r.pd, IBV_MW_TYPE_1);
+		struct ibv_cq_ex *cq = ibv_create_cq_ex(r.ctx, &cqx);
+
+		CHECK(mw != NULL);
+		if (mw)
+			CHECK_INT(ibv_dealloc_mw(mw), 0);
+		CHECK(cq != NULL);
+		if (cq)
+			CHECK_INT(ibv_destroy_cq(ibv_cq_ex_to_cq(cq)), 0);
+	} else {
+		/* Kernel siw and its rdma-core provider have neither. */
+		CHECK_ERRNO_NULL(ibv_alloc_mw(r.pd, IBV_MW_TYPE_1), EOPNOTSUPP);
+		CHECK_ERRNO_NULL(ibv_create_cq_ex(r.ctx, &cqx), EOPNOTSUPP);
+	}
 	memset(&gid, 0, sizeof(gid));
 	gid.raw[0] = 0xff;
 	CHECK_INT(ibv_attach_mcast(r.qp, &gid, 0), EOPNOTSUPP);
@@ -1106,6 +1120,16 @@ static void test_verbs_misc(void)
 		CHECK_INT(ibv_destroy_qp(qp), 0);
 	}
 	qx.comp_mask |= IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
+	if (OURS) {
+		struct ibv_qp *qp;
+
+		qx.send_ops_flags = IBV_QP_EX_WITH_SEND;
+		qp = ibv_create_qp_ex(r.ctx, &qx);
+		REQUIRE(qp);
+		CHECK(ibv_qp_to_qp_ex(qp) != NULL);
+		CHECK_INT(ibv_destroy_qp(qp), 0);
+		qx.send_ops_flags = IBV_QP_EX_WITH_TSO;
+	}
 	CHECK_ERRNO_NULL(ibv_create_qp_ex(r.ctx, &qx), EOPNOTSUPP);
 	res_close(&r);
 	CHECK_INT(ibv_close_device(ctx), 0);
