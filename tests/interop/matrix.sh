@@ -10,7 +10,9 @@
 #   host-server       hs: rping -V 64 B and 65535 B x50; ib_write_bw, ib_read_bw, ib_send_bw,
 #                     ib_send_lat, ib_write_lat (-R); siw_pdata: private data both ways + one
 #                     SEND each way, disconnect by the client, disconnect by the server, reject
-#                     with private data (pristine siw.ko)
+#                     with private data; siw_pdata -x on the softiwarp side under dumpcap: RFC
+#                     7306 WRs refused with EINVAL, a 3-SGE RDMA READ, none of RFC 7306's
+#                     opcodes on the wire (pristine siw.ko)
 #   guest-server      the same steps, gs
 #   mpa-host-server   hs, params siw.ko reloaded per case: MPA rev 2 + CRC (kernel initiator
 #                     asks), rev 1, rev 1 + CRC, kernel rev 1 initiator against softiwarp's
@@ -297,6 +299,39 @@ do_pdata() { # DIR NAME "SIW_PDATA OPTIONS" [VAR=VALUE...]
   return 1
 }
 
+# do_pdata_x DIR NAME: siw_pdata -x on the softiwarp side (host), the kernel side unchanged,
+# under dumpcap. softiwarp must refuse SEND_WITH_IMM, RDMA_WRITE_WITH_IMM and both atomics with
+# EINVAL (the kernel did not agree to RFC 7306), then READ the kernel's message 0 into 3 sink
+# SGEs byte for byte (3 plain READ Requests on the wire), and the exchange and teardown pass as
+# always. The wire (pcap-check --no-rfc7306): RFC 7306 not agreed (hs: the kernel's Request
+# has no OFFER; gs: the kernel's Reply echoes softiwarp's OFFER without ACCEPT), no RDMAP
+# opcode outside 0x0-0x7, 3 READ Requests, every byte decoded.
+do_pdata_x() {
+  local dir="$1" name="$2" p="" pcap st ct want out prc=0 wire nx
+  if [ "$dir" = hs ]; then
+    take_port p; want="RFC 7306 not offered"
+    st="{PDATA} -s -a {S} -p {P} -x" ct="{PDATA} -c -a {C} -p {P}"
+  else
+    fwd_port p || return 1; want="RFC 7306 offer echoed"
+    st="{PDATA} -s -a {S} -p {P}" ct="{PDATA} -c -a {C} -p {P} -x"
+  fi
+  pcap="$RUNS/$name.pcap"
+  cap_start dumpcap "$pcap" "$p" || { DETAIL="dumpcap did not start"; return 1; }
+  pair "$dir" "$name" "$p" "$st" "$ct"
+  cap_stop
+  out="$("$HERE/pcap-check.py" --no-rfc7306 --crc off --rev 2 "$pcap" 2>&1)" || prc=$?
+  printf '%s\n' "$out" >"$pcap.check"
+  local hlog="$PAIR_SLOG"; [ "$dir" = gs ] && hlog="$PAIR_CLOG"
+  nx="$(grep -c 'x: [A-Z_]*: ibv_post_send -> EINVAL: ok' "$hlog" 2>/dev/null || true)"
+  wire="$(grep -E ': connection 0:' <<<"$out" | grep -oE '(req|rep) rev [^;]*|RFC 7306 [^;]*|from :[0-9]+ [0-9]+ FPDUs \([^)]*\)' | tr '\n' ';')"
+  DETAIL="$(rcs) (port $PAIR_PORT) | host: $nx/4 RFC 7306 WRs refused with EINVAL;$(grep -oE 'x: device [^:]*: [^;]*|x: RDMA READ .*: ok' "$hlog" 2>/dev/null | sed 's/^x: / /; s/ of the peer.s message 0//' | tr '\n' ';') | wire: $wire $(grep -E 'FAIL' <<<"$out" | sed 's/^pcap-check [^:]*: //' | tr '\n' ' ')"
+  [ "$PAIR_SRC" = 0 ] && [ "$PAIR_CRC" = 0 ] &&
+    tail -1 "$PAIR_SLOG" | grep -q '^RESULT: ok' && tail -1 "$PAIR_CLOG" | grep -q '^RESULT: ok' &&
+    [ "$nx" = 4 ] && grep -q 'x: RDMA READ .*: ok, byte for byte' "$hlog" &&
+    [ "$prc" = 0 ] && grep -q "$want" <<<"$wire" && grep -qE 'ReadReq:3[,)]' <<<"$wire" &&
+    [ "$(grep -c '^pcap-check .*: connection [0-9]*:' <<<"$out")" = 1 ]
+}
+
 # --- captures --------------------------------------------------------------------------------
 cap_start() { # TOOL FILE PORT...: tshark (or its capture engine dumpcap, which starts faster)
   # on lo for these TCP ports; returns once it captures
@@ -329,6 +364,7 @@ default_steps() { # DIR
   step "$d pdata, client disconnects" do_pdata "$d" "$d-pdata-dclient" "-d client"
   step "$d pdata, server disconnects" do_pdata "$d" "$d-pdata-dserver" "-d server"
   step "$d pdata, server rejects" do_pdata "$d" "$d-pdata-reject" "-r"
+  step "$d pdata -x, no RFC 7306 on wire" do_pdata_x "$d" "$d-pdata-x"
 }
 
 # mpa_case DIR NAME "GUEST PARAMS" "HOST VAR=VALUE..." "PCAP-CHECK OPTIONS" [rping|write_bw]:
@@ -372,7 +408,8 @@ mpa_case() {
   cap_stop
   # the capture is decoded in the background while the next case runs (wire_step collects it)
   # shellcheck disable=SC2086  # the options are words
-  ( rc=0; "$HERE/pcap-check.py" $pc "$pcap" >"$pcap.check" 2>&1 || rc=$?; echo "$rc" >"$pcap.rc" ) &
+  # --no-rfc7306: kernel siw lacks RFC 7306, so none of its opcodes may be on the wire
+  ( rc=0; "$HERE/pcap-check.py" --no-rfc7306 $pc "$pcap" >"$pcap.check" 2>&1 || rc=$?; echo "$rc" >"$pcap.rc" ) &
   WIRE+=("$d $name|$pcap|$!")
   DETAIL="$DETAIL; $what (wire: see \"$d $name wire\")"
   [ "$ok" = 1 ]
@@ -384,7 +421,7 @@ wire_step() {
   wait_until 120 test -s "$pcap.rc" || { kill "$pid" 2>/dev/null || true; DETAIL="pcap-check did not finish"; return 1; }
   wait "$pid" 2>/dev/null || true
   rc="$(cat "$pcap.rc")" out="$(cat "$pcap.check")"
-  DETAIL="$(grep -o 'req rev [^;]*; rep rev [^;]*' <<<"$out" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')| $(grep -E ': [0-9]+ connections|FAIL' <<<"$out" | sed 's/^pcap-check [^:]*: //' | tr '\n' ' ')"
+  DETAIL="$(grep -o 'req rev [^;]*; rep rev [^;]*; RFC 7306 [^;]*' <<<"$out" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')| $(grep -E ': [0-9]+ connections|FAIL' <<<"$out" | sed 's/^pcap-check [^:]*: //' | tr '\n' ' ')"
   [ "$rc" = 0 ]
 }
 WIRE=()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pcap-check.py - check that Wireshark's iWARP dissectors decode every byte of a capture.
 
-    pcap-check.py [--crc on|off] [--rev 1|2] [--allow-cut] FILE.pcap
+    pcap-check.py [--crc on|off] [--rev 1|2] [--allow-cut] [--no-rfc7306] FILE.pcap
 
 Runs tshark twice on FILE (always with --disable-protocol rpcordma: the RPC-over-RDMA
 heuristic misreads perftest's short Sends):
@@ -20,6 +20,14 @@ equals the number of DDP/RDMAP trees; with --crc on the request or the reply has
 every FPDU shows "Good CRC32"; with --crc off neither has C, no CRC is verified and every
 CRC field is 0; with --rev N both frames carry revision N. Every connection must also have
 ended with a FIN in both directions (the capture is complete) unless --allow-cut.
+RFC 7306 (docs/PROTOCOL.md 6.5): the MPA frames' reserved flag bits (iwarp_mpa.res, the low 5
+bits of the flags byte) carry softiwarp's handshake, OFFER 0x04 in the Request and ACCEPT 0x02
+in the Reply; each connection's summary says what they add up to ("not offered", "agreed",
+"offer echoed": a Reply carrying OFFER, as kernel siw's echo of the request, reads as no,
+"declined", "not offered, yet ACCEPT") and counts the RDMAP opcodes (iwarp_rdma.opcode) per direction. With --no-rfc7306
+(every capture of a connection with kernel siw) no connection may have agreed and no FPDU may
+carry an opcode outside RFC 5040's 0x0-0x7, i.e. none of RFC 7306's 0x8 Immediate Data, 0x9
+Immediate Data with SE, 0xA Atomic Request, 0xB Atomic Response.
 Prints one summary line per connection and a verdict; exit 0 only if every check passed.
 """
 import argparse
@@ -45,7 +53,8 @@ FIELDS = ["frame.number", "tcp.stream", "tcp.srcport", "tcp.dstport", "tcp.len",
           "tcp.flags.fin", "tcp.flags.reset", "tcp.analysis.retransmission",
           "iwarp_mpa.key.req", "iwarp_mpa.key.rep", "iwarp_mpa.rev", "iwarp_mpa.crc_flag",
           "iwarp_mpa.rej_flag", "iwarp_mpa.pdlength", "iwarp_mpa.ulpdulength", "iwarp_mpa.crc",
-          "iwarp_rdma.opcode"]
+          "iwarp_rdma.opcode", "iwarp_mpa.res"]
+RFC7306_OFFER, RFC7306_ACCEPT = 0x04, 0x02  # MPA Req/Rep reserved flag bits (PROTOCOL.md 6.5)
 
 
 def tshark(args):
@@ -66,6 +75,8 @@ def main():
     ap.add_argument("--crc", choices=["on", "off"])
     ap.add_argument("--rev", type=int, choices=[1, 2])
     ap.add_argument("--allow-cut", action="store_true")
+    ap.add_argument("--no-rfc7306", action="store_true",
+                    help="the peer lacks RFC 7306: no agreement, no opcode outside 0x0-0x7")
     ap.add_argument("pcap")
     a = ap.parse_args()
     bad = []
@@ -144,7 +155,8 @@ def main():
                 st[kind].append({"rev": ints(c["iwarp_mpa.rev"])[0],
                                  "crc": c["iwarp_mpa.crc_flag"] in ("1", "True"),
                                  "rej": c["iwarp_mpa.rej_flag"] in ("1", "True"),
-                                 "pd": pd[0] if pd else 0, "port": int(c["tcp.srcport"])})
+                                 "pd": pd[0] if pd else 0, "port": int(c["tcp.srcport"]),
+                                 "res": (ints(c["iwarp_mpa.res"]) or [0])[0]})
                 d["mpa"] += 20 + (pd[0] if pd else 0)
         for L in ints(c["iwarp_mpa.ulpdulength"]):
             d["fpdus"] += 1
@@ -155,7 +167,8 @@ def main():
             crc_plain.extend(ints(c["iwarp_mpa.crc"]))
 
     opname = {0: "Write", 1: "ReadReq", 2: "ReadResp", 3: "Send", 4: "SendInv", 5: "SendSE",
-              6: "SendSEInv", 7: "Terminate"}
+              6: "SendSEInv", 7: "Terminate", 8: "ImmData", 9: "ImmDataSE", 10: "AtomicReq",
+              11: "AtomicResp"}
     total_fpdus = 0
     if not conns:
         bad.append("no TCP connection in the capture")
@@ -166,11 +179,26 @@ def main():
                        (key, len(st["req"]), len(st["rep"])))
         for kind in ("req", "rep"):
             for f in st[kind]:
-                desc.append("%s rev %d%s%s pd %d" % (kind, f["rev"], " C" if f["crc"] else "",
-                                                     " R" if f["rej"] else "", f["pd"]))
+                desc.append("%s rev %d%s%s res 0x%02x pd %d" % (
+                    kind, f["rev"], " C" if f["crc"] else "", " R" if f["rej"] else "", f["res"],
+                    f["pd"]))
                 if a.rev and f["rev"] != a.rev:
                     bad.append("connection %d: MPA %s has revision %d, want %d" %
                                (key, kind, f["rev"], a.rev))
+        req_res = st["req"][0]["res"] if st["req"] else 0
+        rep_res = st["rep"][0]["res"] if st["rep"] else 0
+        if not req_res & RFC7306_OFFER:
+            r7306 = "not offered" if not rep_res & RFC7306_ACCEPT else "not offered, yet ACCEPT"
+        elif rep_res & RFC7306_OFFER:
+            r7306 = "offer echoed"  # kernel siw's reply: the request's bits come back
+        elif rep_res & RFC7306_ACCEPT and st["rep"] and not st["rep"][0]["rej"]:
+            r7306 = "agreed"
+        else:
+            r7306 = "declined"
+        desc.append("RFC 7306 " + r7306)
+        if a.no_rfc7306 and r7306 in ("agreed", "not offered, yet ACCEPT"):
+            bad.append("connection %d: RFC 7306 agreed in the MPA exchange (req res 0x%02x, rep "
+                       "res 0x%02x) with a peer that lacks it" % (key, req_res, rep_res))
         crc_neg = any(f["crc"] for f in st["req"] + st["rep"])
         rejected = any(f["rej"] for f in st["rep"])
         if a.crc and not rejected and crc_neg != (a.crc == "on"):
@@ -181,6 +209,11 @@ def main():
             ops = ",".join("%s:%d" % (opname.get(o, str(o)), n) for o, n in sorted(d["ops"].items()))
             desc.append("from :%d %d FPDUs (%s), %d/%d bytes decoded" %
                         (port, d["fpdus"], ops or "-", d["mpa"], d["wire"]))
+            ext = sorted(o for o in d["ops"] if o > 7)
+            if a.no_rfc7306 and ext:
+                bad.append("connection %d from :%d: RDMAP opcodes outside RFC 5040 (0x0-0x7): %s" %
+                           (key, port, ", ".join("0x%x %s x%d" % (o, opname.get(o, "?"), d["ops"][o])
+                                                 for o in ext)))
             if d["mpa"] != d["wire"] and not (a.allow_cut and d["mpa"] < d["wire"]):
                 bad.append("connection %d from :%d: %d payload bytes on the wire, %d decoded as "
                            "MPA/FPDUs" % (key, port, d["wire"], d["mpa"]))

@@ -27,12 +27,24 @@
  *          away and that happened; 5 if the stream ran the whole time
  *   -t N   bound of every wait, in seconds (default 30); -T N: the server's wait for the
  *          connect request (default 120)
+ *   -x     (softiwarp side against a peer without RFC 7306, e.g. kernel siw) extra checks: print
+ *          the device's atomic_cap and max_sge_rd; right after ESTABLISHED, ibv_post_send of
+ *          SEND_WITH_IMM, RDMA_WRITE_WITH_IMM, ATOMIC_FETCH_AND_ADD and ATOMIC_CMP_AND_SWP must
+ *          each fail with EINVAL (nothing sent, no completion); after message 0 arrived, one
+ *          RDMA READ of the peer's message 0 (advertised in it, see below) into 3 sink SGEs
+ *          must return it byte for byte with the guard bytes around the SGEs untouched. The
+ *          peer needs no option. Not with -r or -S; needs -m >= 64
+ *
+ * Message 0 (>= 33 bytes) carries an advertisement of the sender's send slot in bytes 17..32
+ * (address 8, rkey 4, length 4, big endian) instead of the pattern; every MR allows remote
+ * READ, so the peer of a -x side can always be read from.
  *
  * Private data and messages are deterministic byte patterns, so each side knows what the other
  * must have sent. Output: one line per step, and a last line "RESULT: ok" or "RESULT: FAIL
  * (...)". Exit status 0 only if every check passed (1 check failed, 2 usage, 5 see -S).
  */
 #define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -59,7 +71,7 @@ static struct {
 	const char *addr, *port;
 	int cl_len, sv_len, msg;
 	enum disc_side disc;
-	int reject, stream, timeout, accept_timeout;
+	int reject, stream, timeout, accept_timeout, x;
 } opt = {.cl_len = 56, .sv_len = 37, .msg = 1024, .timeout = 30, .accept_timeout = 120};
 
 struct ev {
@@ -90,7 +102,16 @@ static struct {
 	int lost;						 /* an error completion was seen */
 	int failed;
 	double t0;
+	/* -x: the peer's advertised send slot (from its message 0) and a copy of that message */
+	uint64_t peer_addr;
+	uint32_t peer_rkey, peer_len;
+	uint8_t *msg0;
 } S = {.first_err_status = -1};
+
+#define ADV_OFF 17 /* message 0: the advertisement replaces pattern bytes 17..32 */
+#define ADV_LEN 16
+#define WR_X 3000  /* wr_ids of the -x work requests */
+#define X_GUARD 0xee
 
 static double now(void)
 {
@@ -141,14 +162,21 @@ static void pattern(uint8_t *p, int len, int who_server, unsigned seq)
 		p[i] = pat_byte(who_server, seq, i);
 }
 
-static int pattern_ok(const uint8_t *p, int len, int who_server, unsigned seq, int *bad_at)
+/* bytes [from, to) of p */
+static int pattern_range_ok(const uint8_t *p, int from, int to, int who_server, unsigned seq,
+			    int *bad_at)
 {
-	for (int i = 0; i < len; i++)
+	for (int i = from; i < to; i++)
 		if (p[i] != pat_byte(who_server, seq, i)) {
 			*bad_at = i;
 			return 0;
 		}
 	return 1;
+}
+
+static int pattern_ok(const uint8_t *p, int len, int who_server, unsigned seq, int *bad_at)
+{
+	return pattern_range_ok(p, 0, len, who_server, seq, bad_at);
 }
 
 static const char *evname(enum rdma_cm_event_type t)
@@ -181,6 +209,15 @@ static void poll_cq(void)
 	while ((n = ibv_poll_cq(S.cq, 16, wc)) > 0) {
 		for (int i = 0; i < n; i++) {
 			int is_recv = wc[i].wr_id < NRECV;
+
+			if (wc[i].wr_id >= WR_X && wc[i].wr_id < WR_X + 4) {
+				/* a refused RFC 7306 WR completed: it was queued after all */
+				S.send_out--;
+				fail("-x: a completion for refused work request %llu (status %s)",
+				     (unsigned long long)wc[i].wr_id,
+				     ibv_wc_status_str(wc[i].status));
+				continue;
+			}
 
 			if (is_recv) {
 				S.recv_out--;
@@ -283,6 +320,24 @@ static uint8_t *slot(int i)
 	return S.buf + (size_t)i * (size_t)opt.msg;
 }
 
+/* After the NRECV + 1 slots: the -x area (READ sink with guard bytes, atomic result word). */
+#define X_AREA(msg) ((size_t)(msg) + 256)
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 static int post_recv(int i)
 {
 	struct ibv_sge sge = {.addr = (uintptr_t)slot(i), .length = (uint32_t)opt.msg,
@@ -316,6 +371,11 @@ static int post_send(unsigned seq)
 	int r;
 
 	pattern(slot(NRECV), opt.msg, opt.server, seq);
+	if (seq == 0 && opt.msg >= ADV_OFF + ADV_LEN) { /* advertise the send slot (see -x) */
+		put_be(slot(NRECV) + ADV_OFF, (uintptr_t)slot(NRECV), 8);
+		put_be(slot(NRECV) + ADV_OFF + 8, S.mr->rkey, 4);
+		put_be(slot(NRECV) + ADV_OFF + 12, (uint32_t)opt.msg, 4);
+	}
 	r = ibv_post_send(S.id->qp, &wr, &bad);
 	if (r) {
 		fail("ibv_post_send: %s", strerror(r));
@@ -332,9 +392,11 @@ static int setup_qp(void)
 
 	S.pd = ibv_alloc_pd(S.id->verbs);
 	S.cq = S.pd ? ibv_create_cq(S.id->verbs, 4 * NRECV, NULL, NULL, 0) : NULL;
-	S.buf = calloc(NRECV + 1, (size_t)opt.msg);
-	S.mr = S.cq && S.buf ? ibv_reg_mr(S.pd, S.buf, (size_t)(NRECV + 1) * (size_t)opt.msg,
-					  IBV_ACCESS_LOCAL_WRITE)
+	S.buf = calloc(1, (size_t)(NRECV + 1) * (size_t)opt.msg + X_AREA(opt.msg));
+	/* remote READ: a -x peer reads this side's message 0 from the send slot */
+	S.mr = S.cq && S.buf ? ibv_reg_mr(S.pd, S.buf,
+					  (size_t)(NRECV + 1) * (size_t)opt.msg + X_AREA(opt.msg),
+					  IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ)
 			     : NULL;
 	if (!S.mr) {
 		fail("PD/CQ/MR setup: %s", strerror(errno));
@@ -346,6 +408,8 @@ static int setup_qp(void)
 	qa.cap.max_send_wr = 2 * NRECV;
 	qa.cap.max_recv_wr = NRECV;
 	qa.cap.max_send_sge = qa.cap.max_recv_sge = 1;
+	if (opt.x)
+		qa.cap.max_send_sge = 3; /* the multi-SGE READ */
 	if (rdma_create_qp(S.id, S.pd, &qa)) {
 		fail("rdma_create_qp: %s", strerror(errno));
 		return -1;
@@ -384,15 +448,31 @@ static int wait_sends(double secs)
 
 static int check_msg(int s, int len, unsigned seq)
 {
-	int bad = -1;
+	int bad = -1, adv = seq == 0 && len >= ADV_OFF + ADV_LEN;
+	const uint8_t *p = slot(s);
 
 	if (len != opt.msg) {
 		fail("message %u: %d bytes received, %d expected", seq, len, opt.msg);
 		return -1;
 	}
-	if (!pattern_ok(slot(s), len, !opt.server, seq, &bad)) {
+	if (!adv ? !pattern_ok(p, len, !opt.server, seq, &bad)
+		 : !pattern_range_ok(p, 0, ADV_OFF, !opt.server, seq, &bad) ||
+			   !pattern_range_ok(p, ADV_OFF + ADV_LEN, len, !opt.server, seq, &bad)) {
 		fail("message %u: byte %d differs", seq, bad);
 		return -1;
+	}
+	if (adv) {
+		S.peer_addr = get_be(p + ADV_OFF, 8);
+		S.peer_rkey = (uint32_t)get_be(p + ADV_OFF + 8, 4);
+		S.peer_len = (uint32_t)get_be(p + ADV_OFF + 12, 4);
+		if (S.peer_len != (uint32_t)opt.msg) {
+			fail("message 0: advertised length %u, %d expected", S.peer_len, opt.msg);
+			return -1;
+		}
+		free(S.msg0);
+		S.msg0 = malloc((size_t)len);
+		if (S.msg0)
+			memcpy(S.msg0, p, (size_t)len);
 	}
 	return 0;
 }
@@ -486,6 +566,142 @@ static int stream(void)
 		return -1;
 	}
 	say("stream: %u round trips, the peer is still there", seq - 1);
+	return 0;
+}
+
+/* ---- -x: what softiwarp must never send to a peer without RFC 7306 ------------------------- */
+
+static uint8_t *x_area(void)
+{
+	return S.buf + (size_t)(NRECV + 1) * (size_t)opt.msg;
+}
+
+/* Right after ESTABLISHED: the device's attributes, then every RFC 7306 opcode refused. */
+static void x_refuse(void)
+{
+	static const struct {
+		enum ibv_wr_opcode op;
+		const char *name;
+	} ops[] = {{IBV_WR_SEND_WITH_IMM, "SEND_WITH_IMM"},
+		   {IBV_WR_RDMA_WRITE_WITH_IMM, "RDMA_WRITE_WITH_IMM"},
+		   {IBV_WR_ATOMIC_FETCH_AND_ADD, "ATOMIC_FETCH_AND_ADD"},
+		   {IBV_WR_ATOMIC_CMP_AND_SWP, "ATOMIC_CMP_AND_SWP"}};
+	struct ibv_device_attr da;
+	/* the atomics' 8-byte result word: the last 8-aligned word of the -x area */
+	uint8_t *word = (uint8_t *)(((uintptr_t)x_area() + X_AREA(opt.msg) - 8) & ~(uintptr_t)7);
+
+	if (ibv_query_device(S.id->verbs, &da)) {
+		fail("-x: ibv_query_device: %s", strerror(errno));
+	} else {
+		say("x: device %s: atomic_cap %d (%s), max_sge_rd %d, max_qp_rd_atom %d",
+		    ibv_get_device_name(S.id->verbs->device), (int)da.atomic_cap,
+		    da.atomic_cap == IBV_ATOMIC_NONE  ? "NONE"
+		    : da.atomic_cap == IBV_ATOMIC_HCA ? "HCA"
+						      : "GLOB",
+		    da.max_sge_rd, da.max_qp_rd_atom);
+		if (da.max_sge_rd < 3)
+			fail("-x: max_sge_rd %d, the multi-SGE READ needs 3", da.max_sge_rd);
+	}
+	for (int i = 0; i < 4; i++) {
+		int atomic = ops[i].op == IBV_WR_ATOMIC_FETCH_AND_ADD ||
+			     ops[i].op == IBV_WR_ATOMIC_CMP_AND_SWP;
+		struct ibv_sge sge = {.addr = atomic ? (uintptr_t)word : (uintptr_t)slot(NRECV),
+				      .length = atomic ? 8 : 64, .lkey = S.mr->lkey};
+		struct ibv_send_wr wr = {.wr_id = WR_X + (uint64_t)i, .sg_list = &sge, .num_sge = 1,
+					 .opcode = ops[i].op, .send_flags = IBV_SEND_SIGNALED},
+				   *bad = NULL;
+		int r;
+
+		/* well-formed requests (the peer's buffer is not known yet: a plausible remote
+		 * address and rkey; only the opcode must make them fail) */
+		if (atomic) {
+			wr.wr.atomic.remote_addr = 0x10000;
+			wr.wr.atomic.rkey = 0x7306;
+			wr.wr.atomic.compare_add = 1;
+			wr.wr.atomic.swap = 2;
+		} else {
+			wr.imm_data = htobe32(0x7306u + (uint32_t)i);
+			wr.wr.rdma.remote_addr = 0x10000;
+			wr.wr.rdma.rkey = 0x7306;
+		}
+		r = ibv_post_send(S.id->qp, &wr, &bad);
+		if (r == EINVAL && bad == &wr) {
+			say("x: %s: ibv_post_send -> EINVAL: ok (refused, nothing sent)",
+			    ops[i].name);
+			continue;
+		}
+		if (!r)
+			S.send_out++; /* queued after all: its completion is counted as a failure */
+		fail("-x: %s: ibv_post_send returned %d (%s), bad_wr %s; EINVAL expected toward a "
+		     "peer without RFC 7306",
+		     ops[i].name, r, r ? strerror(r) : "accepted",
+		     bad == &wr ? "= the WR" : bad ? "other" : "NULL");
+	}
+	pump(20); /* a refused WR must never complete: poll once now, and until the end */
+}
+
+/* After message 0 arrived: one RDMA READ of the peer's message 0 into 3 sink SGEs of odd
+ * sizes at odd offsets (one READ Request per SGE on softiwarp: plain RFC 5040 traffic). */
+static int x_read(void)
+{
+	uint8_t *sink = x_area();
+	int len = (int)S.peer_len, l[3], off[3], pos = 0, bad = -1, end;
+	struct ibv_sge sge[3];
+	struct ibv_send_wr wr = {.wr_id = 4000, .sg_list = sge, .num_sge = 3,
+				 .opcode = IBV_WR_RDMA_READ, .send_flags = IBV_SEND_SIGNALED},
+			   *badwr = NULL;
+	double t = now();
+	int r;
+
+	if (!S.msg0) {
+		fail("-x: message 0 carried no advertisement");
+		return -1;
+	}
+	l[0] = len / 3 + 1;
+	l[1] = len / 3 - 7;
+	l[2] = len - l[0] - l[1];
+	off[0] = 8;
+	off[1] = off[0] + l[0] + 13;
+	off[2] = off[1] + l[1] + 29;
+	end = off[2] + l[2] + 8;
+	memset(sink, X_GUARD, (size_t)end);
+	for (int i = 0; i < 3; i++) {
+		sge[i].addr = (uintptr_t)(sink + off[i]);
+		sge[i].length = (uint32_t)l[i];
+		sge[i].lkey = S.mr->lkey;
+	}
+	wr.wr.rdma.remote_addr = S.peer_addr;
+	wr.wr.rdma.rkey = S.peer_rkey;
+	r = ibv_post_send(S.id->qp, &wr, &badwr);
+	if (r) {
+		fail("-x: multi-SGE RDMA READ: ibv_post_send: %s", strerror(r));
+		return -1;
+	}
+	S.send_out++;
+	S.sq_at = now();
+	if (wait_sends(opt.timeout)) {
+		fail("-x: multi-SGE RDMA READ did not complete successfully");
+		return -1;
+	}
+	for (int i = 0, at = 0; i < end; i++) { /* SGE i: message bytes in order; else guard */
+		int in;
+
+		while (at < 3 && i >= off[at] + l[at])
+			at++;
+		in = at < 3 && i >= off[at];
+		if (in ? sink[i] != S.msg0[pos] : sink[i] != X_GUARD) {
+			bad = i;
+			break;
+		}
+		pos += in;
+	}
+	if (bad >= 0 || pos != len) {
+		fail("-x: multi-SGE RDMA READ: sink byte %d (message byte %d) differs", bad, pos);
+		return -1;
+	}
+	say("x: RDMA READ of the peer's message 0 (%d bytes, rkey 0x%x) into 3 sink SGEs "
+	    "(%d+%d+%d bytes): ok, byte for byte, guard bytes untouched (%.1f ms)",
+	    len, S.peer_rkey, l[0], l[1], l[2], (now() - t) * 1000);
 	return 0;
 }
 
@@ -592,6 +808,8 @@ static int run(void)
 		fail("expected ESTABLISHED, got %s", r < 0 ? "nothing" : evname(r));
 		return -1;
 	}
+	if (opt.x)
+		x_refuse();
 	if (!opt.server) {
 		check_pd("established", peerlen, 1);
 		say("established: initiator_depth %d, responder_resources %d", S.ev_ird, S.ev_ord);
@@ -606,6 +824,8 @@ static int run(void)
 		return -1;
 	}
 	if (check_msg(s, len, 0) || (opt.stream && post_recv(s)))
+		return -1;
+	if (opt.x && x_read())
 		return -1;
 	if (opt.server && (post_send(0) || wait_sends(opt.timeout))) {
 		fail("SEND 0 did not complete");
@@ -653,12 +873,13 @@ static void cleanup(void)
 	if (S.ch)
 		rdma_destroy_event_channel(S.ch);
 	free(S.buf);
+	free(S.msg0);
 }
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: siw_pdata -s|-c [-a ADDR] -p PORT [-l N] [-L N] [-m N] "
-			"[-d client|server] [-r] [-S SECS] [-t SECS] [-T SECS]\n");
+			"[-d client|server] [-r] [-S SECS] [-t SECS] [-T SECS] [-x]\n");
 	exit(2);
 }
 
@@ -676,7 +897,7 @@ int main(int argc, char **argv)
 {
 	int c, role = 0, r;
 
-	while ((c = getopt(argc, argv, "sca:p:l:L:m:d:rS:t:T:")) != -1) {
+	while ((c = getopt(argc, argv, "sca:p:l:L:m:d:rS:t:T:x")) != -1) {
 		switch (c) {
 		case 's': role |= 1; opt.server = 1; break;
 		case 'c': role |= 2; break;
@@ -697,10 +918,13 @@ int main(int argc, char **argv)
 		case 'S': opt.stream = num(optarg, 1, 3600); break;
 		case 't': opt.timeout = num(optarg, 1, 3600); break;
 		case 'T': opt.accept_timeout = num(optarg, 1, 3600); break;
+		case 'x': opt.x = 1; break;
 		default: usage();
 		}
 	}
 	if ((role != 1 && role != 2) || !opt.port || (!opt.server && !opt.addr) || optind != argc)
+		usage();
+	if (opt.x && (opt.reject || opt.stream || opt.msg < 64))
 		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	S.t0 = now();
