@@ -121,6 +121,28 @@ static uint32_t slot_alloc(void)
 	return idx;
 }
 
+/*
+ * Takes a free slot for a new region or window and gives it a new key, so an old STag never
+ * names the new object. Returns it with table_lock held and its STag in *stag; NULL (lock
+ * released) if the table is full.
+ */
+static struct mr_slot *slot_take(uint32_t *stag)
+{
+	uint32_t idx;
+	struct mr_slot *s;
+
+	pthread_mutex_lock(&table_lock);
+	idx = slot_alloc();
+	s = idx ? slot_get(idx) : NULL;
+	if (!s) {
+		pthread_mutex_unlock(&table_lock);
+		return NULL;
+	}
+	s->key++;
+	*stag = idx << 8 | s->key;
+	return s;
+}
+
 static int slot_free(uint32_t idx)
 {
 	if (nfree == free_cap) {
@@ -248,7 +270,6 @@ struct eng_mr *eng_mr_reg(struct eng_pd *pd, void *addr, size_t len, uint64_t io
 {
 	struct eng_mr *mr;
 	struct mr_slot *s;
-	uint32_t idx;
 
 	if (!pd || (access & ~ENG_ACCESS_ALL) || (!addr && len) || len > ENG_MAX_MR_SIZE ||
 	    iova + len < iova) {
@@ -266,19 +287,13 @@ struct eng_mr *eng_mr_reg(struct eng_pd *pd, void *addr, size_t len, uint64_t io
 		errno = ENOMEM;
 		return NULL;
 	}
-	pthread_mutex_lock(&table_lock);
-	idx = slot_alloc();
-	s = idx ? slot_get(idx) : NULL;
+	s = slot_take(&mr->stag);
 	if (!s) {
-		pthread_mutex_unlock(&table_lock);
 		free(mr);
 		errno = ENOMEM;
 		return NULL;
 	}
-	/* A new key on every use of the slot: an old rkey never names this registration. */
-	s->key++;
 	mr->pd = pd;
-	mr->stag = idx << 8 | s->key;
 	mr->addr = addr;
 	mr->len = len;
 	slot_write_begin(s);
@@ -343,7 +358,6 @@ struct eng_mw *eng_mw_alloc(struct eng_pd *pd, int type)
 {
 	struct eng_mw *mw;
 	struct mr_slot *s;
-	uint32_t idx;
 
 	if (!pd || (type != 1 && type != 2)) {
 		errno = EINVAL;
@@ -354,19 +368,14 @@ struct eng_mw *eng_mw_alloc(struct eng_pd *pd, int type)
 		errno = ENOMEM;
 		return NULL;
 	}
-	pthread_mutex_lock(&table_lock);
-	idx = slot_alloc();
-	s = idx ? slot_get(idx) : NULL;
+	s = slot_take(&mw->stag);
 	if (!s) {
-		pthread_mutex_unlock(&table_lock);
 		free(mw);
 		errno = ENOMEM;
 		return NULL;
 	}
-	s->key++;
 	mw->pd = pd;
 	mw->type = type;
-	mw->stag = idx << 8 | s->key;
 	/* A new window is unbound: its STag names no memory until a bind. */
 	slot_write_begin(s);
 	atomic_store_explicit(&s->addr, 0, memory_order_relaxed);
