@@ -82,14 +82,21 @@ static void ev_drop_list(struct cm_event *e)
 
 static void ch_release(struct cm_channel *ch)
 {
-	close(ch->ch.fd);
+	if (ch->ch.fd >= 0)
+		close(ch->ch.fd);
 	pthread_mutex_destroy(&ch->lock);
 	free(ch);
 }
 
+#define DEAD_KEEP 64
+static pthread_mutex_t dead_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cm_channel *dead_keep[DEAD_KEEP];
+static unsigned dead_next;
+
 void cm_channel_free(struct cm_channel *ch)
 {
 	struct cm_event *list;
+	struct cm_channel *old;
 	bool busy;
 
 	pthread_mutex_lock(&ch->lock);
@@ -105,8 +112,23 @@ void cm_channel_free(struct cm_channel *ch)
 	 * CM thread must not return an error and exit the process with it). So a waited-on
 	 * channel keeps its fd and memory; no event can reach it any more.
 	 */
-	if (!busy)
-		ch_release(ch);
+	if (busy)
+		return;
+	/*
+	 * Nobody waits yet, but a program thread may be on its way into rdma_get_cm_event (rping's
+	 * CM thread while main destroys the channel at exit). The memory of the last destroyed
+	 * channels is therefore kept a while, so such a thread finds the channel dead and blocks
+	 * like a waiter instead of reading freed memory; the fd is closed now.
+	 */
+	close(ch->ch.fd);
+	ch->ch.fd = -1;
+	pthread_mutex_lock(&dead_lock);
+	old = dead_keep[dead_next];
+	dead_keep[dead_next] = ch;
+	dead_next = (dead_next + 1) % DEAD_KEEP;
+	pthread_mutex_unlock(&dead_lock);
+	if (old)
+		ch_release(old);
 }
 
 struct cm_event *cm_event_new(struct cm_id *id, struct cm_id *owner, enum rdma_cm_event_type type,
