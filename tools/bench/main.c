@@ -440,7 +440,7 @@ static bool progress_on;
 static void progress(const struct bench_opts *o, int done, int total, const struct bench_row *r,
 		     const char *what)
 {
-	char sz[16];
+	char sz[24];
 
 	if (!progress_on || o->quiet)
 		return;

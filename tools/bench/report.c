@@ -69,7 +69,7 @@ static void num(char *buf, size_t len, bool ok, const char *fmt, double v)
 
 void report_row(FILE *f, const struct report *rep, const struct bench_row *row)
 {
-	char sz[16], c[11][32];
+	char sz[24], c[11][32];
 	const struct bw_result *sb = &row->siw_bw, *tb = &row->tcp_bw;
 	const struct lat_result *sl = &row->siw_lat, *tl = &row->tcp_lat;
 
@@ -231,7 +231,7 @@ int report_json(const struct report *rep, const char *path)
 static int run_gnuplot(const struct report *rep, const char *path, const char *terminal)
 {
 	const struct bench_opts *o = rep->o;
-	char sz[16];
+	char sz[24];
 	FILE *g;
 	int st, lines = 0;
 
