@@ -1062,6 +1062,7 @@ int cm_thread_ensure(void)
 		return e;
 	}
 	cm.thread_started = true;
+	pthread_setname_np(cm.thread, "siw-cm");
 	return 0;
 }
 

@@ -199,7 +199,7 @@ void eng_cq_push(struct eng_cq *cq, const struct eng_cqe *cqe)
 		if (cq->armed == ARM_NEXT ||
 		    (cq->armed == ARM_SOLICITED &&
 		     (cqe->solicited || cqe->status != ENG_WC_SUCCESS))) {
-			cq->armed = 0;
+			__atomic_store_n(&cq->armed, 0, __ATOMIC_RELAXED);
 			notify = cq->ch != NULL;
 		}
 	}
@@ -292,23 +292,32 @@ static struct eng_reader *thread_reader(void)
 }
 
 /*
- * SIW_POLL_PROGRESS=1 turns busy polling on: an application thread polling an empty CQ reads
- * the sockets of its QPs itself instead of waiting for the progress thread. It is off by
- * default: measured on 2-core machines (siw-bench, SEND ping-pong), where the spinning threads
- * of both peers already take every core, it made latency worse (80 us against 29 us) because
- * the progress thread, woken by the same data, then fights the poller for the QP.
+ * Busy polling (on unless SIW_POLL_PROGRESS=0): an application thread polling an empty CQ
+ * reads and writes the sockets of its QPs itself instead of waiting for the progress thread,
+ * which leaves those QPs alone while it does (eng_qp_park in qp.c: without that hand-off the
+ * two fought over every message and, on 2 cores, made latency worse rather than better). A CQ
+ * armed for a completion event is not counted as polled: its thread is about to sleep.
  */
+#define POLL_QPS 4 /* QPs served per empty poll, round robin (many QPs per CQ) */
+
 static void cq_progress(struct eng_cq *cq)
 {
 	struct eng_reader *rd;
+	unsigned n;
 
 	if (!eng_poll_progress || eng_in_progress_thread(cq->ctx) || eng_forked(cq->ctx))
 		return;
 	rd = thread_reader();
 	if (!rd || pthread_mutex_trylock(&cq->qp_lock))
 		return;
-	for (unsigned i = 0; i < cq->nqps; i++)
-		eng_qp_poll_progress(cq->qps[i], rd);
+	if (!__atomic_load_n(&cq->armed, __ATOMIC_RELAXED))
+		atomic_store_explicit(&cq->poll_ns, eng_now_ns(), memory_order_relaxed);
+	n = cq->nqps < POLL_QPS ? cq->nqps : POLL_QPS;
+	for (unsigned i = 0; i < n; i++) {
+		if (cq->poll_next >= cq->nqps)
+			cq->poll_next = 0;
+		eng_qp_poll_progress(cq->qps[cq->poll_next++], rd);
+	}
 	pthread_mutex_unlock(&cq->qp_lock);
 }
 
@@ -353,7 +362,10 @@ int eng_cq_arm(struct eng_cq *cq, bool solicited_only)
 	pthread_mutex_lock(&cq->lock);
 	/* NEXT wins over SOLICITED when both are asked for before an event. */
 	if (cq->armed != ARM_NEXT)
-		cq->armed = solicited_only ? ARM_SOLICITED : ARM_NEXT;
+		__atomic_store_n(&cq->armed, solicited_only ? ARM_SOLICITED : ARM_NEXT,
+				 __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&cq->lock);
+	/* Its thread will sleep on the channel: the progress thread takes its QPs back. */
+	atomic_store_explicit(&cq->poll_ns, 0, memory_order_relaxed);
 	return 0;
 }

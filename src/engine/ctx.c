@@ -21,6 +21,7 @@
 
 #define STAGING_SIZE (256 * 1024) /* batched reads of small FPDUs land here */
 #define MAX_EVENTS   64
+#define PARK_MS      2 /* see eng_qp_park */
 
 /* ---- logging ------------------------------------------------------------------------------- */
 
@@ -37,7 +38,7 @@ __attribute__((constructor)) static void eng_log_init(void)
 	const char *poll = getenv("SIW_POLL_PROGRESS");
 
 	/* Read here, before any thread exists: application threads polling CQs only read it. */
-	eng_poll_progress = poll && *poll == '1';
+	eng_poll_progress = !(poll && *poll == '0'); /* busy polling hand-off: on unless =0 */
 
 	if (place && !strcmp(place, "copy"))
 		eng_place_mode = ENG_PLACE_COPY;
@@ -244,7 +245,9 @@ static void *progress_main(void *arg)
 		int n;
 
 		atomic_store(&ctx->idle, true);
-		n = epoll_wait(ctx->epfd, ev, MAX_EVENTS, -1);
+		/* Parked QPs (busy polling hand-off, qp.c) are looked at again every PARK_MS. */
+		n = epoll_wait(ctx->epfd, ev, MAX_EVENTS,
+			       ctx->parked.next != &ctx->parked ? PARK_MS : -1);
 		atomic_store(&ctx->idle, false);
 		atomic_store(&ctx->seen_epoch, atomic_load(&mr_epoch));
 		if (n < 0) {
@@ -263,12 +266,23 @@ static void *progress_main(void *arg)
 					eng_warn("eventfd read: %s", strerror(errno));
 				continue;
 			}
+			/*
+			 * An application thread busy-polls this QP's CQ: it reads and writes the
+			 * socket itself, so leave the QP to it (errors are still handled here).
+			 */
+			if (!(ev[i].events & (EPOLLERR | EPOLLHUP)) && eng_poll_progress &&
+			    eng_qp_polled(qp, eng_now_ns())) {
+				eng_qp_park(qp);
+				continue;
+			}
 			/* ERR/HUP count as readable: the read finds out what happened. */
 			if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
 				eng_qp_rx_ready(qp);
 			if (ev[i].events & EPOLLOUT)
 				eng_qp_kick_tx(qp);
 		}
+		if (ctx->parked.next != &ctx->parked)
+			eng_qp_unpark_idle(ctx);
 		/* Commands last: a QP freed by one is not in this round's events any more. */
 		run_cmds(ctx);
 	}
@@ -333,12 +347,14 @@ struct eng_ctx *eng_ctx_open(const struct eng_device *dev)
 	pthread_cond_init(&ctx->cmd_cond, NULL);
 	link_init(&ctx->cmds);
 	link_init(&ctx->qps);
+	link_init(&ctx->parked);
 	link_init(&ctx->ctx_link);
 	err = pthread_create(&ctx->thread, NULL, progress_main, ctx);
 	if (err) {
 		errno = err;
 		goto fail;
 	}
+	pthread_setname_np(ctx->thread, "siw-progress"); /* top -H, siw-stat */
 	ctx->started = true;
 	pthread_mutex_lock(&ctx_list_lock);
 	link_add(&ctx_list, &ctx->ctx_link);

@@ -135,6 +135,7 @@ struct eng_ctx {
 	unsigned nobjs;	     /* PDs, CQs, channels, QPs, SRQs alive */
 
 	struct eng_reader rd; /* the progress thread's */
+	struct eng_link parked; /* QPs left to busy pollers (progress thread only, see qp.c) */
 	struct eng_link ctx_link;
 };
 
@@ -222,6 +223,8 @@ struct eng_cq {
 	int armed;	     /* 0, ARM_NEXT, ARM_SOLICITED */
 	bool overflow;
 	atomic_uint empty_polls;
+	atomic_llong poll_ns; /* when an application thread last busy-polled it (0: armed) */
+	unsigned poll_next;  /* busy polling: the QP to serve next (qp_lock) */
 	/* QPs that complete into this CQ, for busy polling (qp_lock; never held across others) */
 	pthread_mutex_t qp_lock;
 	struct eng_qp **qps;
@@ -354,7 +357,10 @@ struct eng_qp {
 	enum eng_qp_state user_state; /* what verbs last set while not connected */
 	bool connected;		 /* a socket was handed over */
 	bool in_epoll;
-	bool epollout;		 /* EPOLLOUT armed */
+	bool epollout;		 /* the send side waits for the socket to take more */
+	uint32_t ep_events;	 /* what epoll watches now (under lock) */
+	bool parked;		 /* a busy poller does the socket work: epoll watches nothing */
+	struct eng_link park_link; /* ctx->parked (progress thread) */
 	bool fail_posted;
 	bool destroying;
 	int fd;
@@ -411,6 +417,7 @@ struct eng_qp {
 	struct siw_sge rx_sge[ENG_MAX_SGE]; /* its SGEs, copied out of the (shared) queue */
 	bool tx_kick;		 /* receive made send work (READ to answer, ORQ slot freed) */
 	bool rx_eof;
+	int rx_lowat;		 /* SO_RCVLOWAT now (0: never set, the kernel's 1) */
 	/* RFC 7306 receive side (PROTOCOL.md §6.5) */
 	bool rx_imm_pending;	 /* an Immediate Data for the next SEND arrived (SEND_WITH_IMM) */
 	uint32_t rx_imm;	 /* its imm_data, network order */
@@ -444,6 +451,11 @@ void eng_qp_fail(struct eng_qp *qp, int err); /* progress thread */
 void eng_qp_request_fail(struct eng_qp *qp, int err); /* any thread */
 void eng_qp_start(struct eng_qp *qp);		/* progress thread, ENG_CMD_QP_START */
 void eng_qp_want_write(struct eng_qp *qp, bool on); /* qp->lock held */
+/* Busy polling hand-off (qp.c): is an application thread polling a CQ of this QP right now? */
+bool eng_qp_polled(const struct eng_qp *qp, long long now_ns);
+void eng_qp_park(struct eng_qp *qp);		/* progress thread */
+void eng_qp_unpark_idle(struct eng_ctx *ctx);	/* progress thread */
+long long eng_now_ns(void);
 void eng_qp_kick_tx(struct eng_qp *qp);		/* progress thread: run tx now */
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -305,6 +306,10 @@ void eng_qp_fail(struct eng_qp *qp, int err)
 		if (qp->in_epoll)
 			epoll_ctl(qp->ctx->epfd, EPOLL_CTL_DEL, qp->fd, NULL);
 		qp->in_epoll = false;
+		if (qp->parked) {
+			link_del(&qp->park_link); /* progress thread: eng_qp_fail runs there */
+			qp->parked = false;
+		}
 		/*
 		 * FIN after whatever is queued (the TERMINATE), and read what the peer already
 		 * sent: closing with unread data would reset the connection and could destroy
@@ -683,15 +688,93 @@ int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *b
 
 /* ---- connection ------------------------------------------------------------------------------ */
 
-void eng_qp_want_write(struct eng_qp *qp, bool on)
+/* Makes epoll watch what the QP needs now (qp->lock held). */
+static void qp_epoll_update(struct eng_qp *qp)
 {
 	struct epoll_event ev = {.data.ptr = qp};
 
+	if (!qp->in_epoll)
+		return;
+	ev.events = qp->parked ? 0 : EPOLLIN | EPOLLRDHUP | (qp->epollout ? EPOLLOUT : 0);
+	if (ev.events != qp->ep_events && epoll_ctl(qp->ctx->epfd, EPOLL_CTL_MOD, qp->fd, &ev) == 0)
+		qp->ep_events = ev.events;
+}
+
+void eng_qp_want_write(struct eng_qp *qp, bool on)
+{
 	if (qp->epollout == on || !qp->in_epoll)
 		return;
-	ev.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0);
-	if (epoll_ctl(qp->ctx->epfd, EPOLL_CTL_MOD, qp->fd, &ev) == 0)
-		__atomic_store_n(&qp->epollout, on, __ATOMIC_RELAXED); /* busy pollers peek */
+	__atomic_store_n(&qp->epollout, on, __ATOMIC_RELAXED); /* busy pollers peek */
+	qp_epoll_update(qp);
+}
+
+/*
+ * Busy polling hand-off. An application thread that spins on an empty CQ (SIW_POLL_PROGRESS,
+ * on by default) reads and writes the sockets of that CQ's QPs itself (eng_qp_poll_progress).
+ * If the progress thread also woke for every byte that arrives, the two would take turns
+ * with the QP's locks and, on a machine with few cores, with the CPU: a wake-up and a context
+ * switch per message, which is what made ping-pong latency several times TCP's. So while a
+ * poller is active, the progress thread parks the QP (epoll stops watching it) and looks again
+ * every PARK_MS; a poller that stops (or arms the CQ to sleep on its channel) gets the progress
+ * thread back within that time. CQs armed for events do not count as polled, so programs that
+ * poll after each completion event (rping) keep the progress thread.
+ */
+#define POLL_ACTIVE_NS 1000000 /* a poll this recent means the poller is still spinning */
+
+long long eng_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static bool cq_polled(const struct eng_cq *cq, long long now)
+{
+	long long t = atomic_load_explicit(&cq->poll_ns, memory_order_relaxed);
+
+	return t && now - t < POLL_ACTIVE_NS;
+}
+
+bool eng_qp_polled(const struct eng_qp *qp, long long now)
+{
+	return eng_poll_progress && (cq_polled(qp->scq, now) || cq_polled(qp->rcq, now));
+}
+
+void eng_qp_park(struct eng_qp *qp)
+{
+	pthread_mutex_lock(&qp->lock);
+	if (qp->parked || !qp->in_epoll || qp->state == SIW_QP_ERROR) {
+		pthread_mutex_unlock(&qp->lock);
+		return;
+	}
+	qp->parked = true;
+	qp_epoll_update(qp);
+	pthread_mutex_unlock(&qp->lock);
+	link_add(&qp->ctx->parked, &qp->park_link);
+}
+
+static void qp_unpark(struct eng_qp *qp)
+{
+	link_del(&qp->park_link);
+	pthread_mutex_lock(&qp->lock);
+	qp->parked = false;
+	qp_epoll_update(qp); /* level-triggered: what waited is reported at once */
+	pthread_mutex_unlock(&qp->lock);
+}
+
+void eng_qp_unpark_idle(struct eng_ctx *ctx)
+{
+	long long now = eng_now_ns();
+	struct eng_link *l, *next;
+
+	for (l = ctx->parked.next; l != &ctx->parked; l = next) {
+		struct eng_qp *qp = container_of(l, struct eng_qp, park_link);
+
+		next = l->next;
+		if (!eng_qp_polled(qp, now))
+			qp_unpark(qp);
+	}
 }
 
 void eng_qp_kick_tx(struct eng_qp *qp)
@@ -726,6 +809,7 @@ void eng_qp_start(struct eng_qp *qp)
 		return;
 	}
 	qp->in_epoll = true;
+	qp->ep_events = ev.events;
 	established = !qp->rx.rtr_pending;
 	ops = qp->cm_ops;
 	cm_user = qp->cm_user;

@@ -543,6 +543,27 @@ const struct siw_rx_ops eng_rx_ops = {
 
 /* ---- reading ---------------------------------------------------------------------------------- */
 
+/*
+ * The socket is drained and the parser waits inside a large payload: have epoll report the
+ * socket readable only once the rest of this FPDU is there (SO_RCVLOWAT), so the next readv()
+ * takes it whole instead of one wake-up and one system call per TCP segment that arrives
+ * (measured ~33 KB per readv for 64 KiB FPDUs before). The rest of an FPDU always comes (or
+ * FIN/RST, which wake epoll regardless), so this never waits for bytes that are not sent.
+ * Markers make the stream's byte count differ from the payload's: left at 1 then.
+ */
+static void rx_lowat_update(struct eng_qp *qp)
+{
+	const struct siw_rx *rx = &qp->rx;
+	int want = 1;
+
+	if (rx->state == SIW_RX_PAYLOAD && rx->payload_left >= DIRECT_MIN && !rx->p.markers)
+		want = (int)(rx->payload_left + rx->trailer_need);
+	if (want == qp->rx_lowat || (want == 1 && !qp->rx_lowat))
+		return;
+	if (setsockopt(qp->fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want)) == 0)
+		qp->rx_lowat = want;
+}
+
 /* Reads and parses what the socket holds. Returns 0, 1 (peer closed) or a stream error. */
 static int rx_read(struct eng_qp *qp, unsigned budget)
 {
@@ -562,7 +583,13 @@ static int rx_read(struct eng_qp *qp, unsigned budget)
 		ssize_t n;
 
 		if (cnt > 0 && dlen >= DIRECT_MIN) {
-			/* Payload straight into place; whatever follows lands in staging. */
+			/*
+			 * Payload straight into place; the end of this FPDU and the next FPDU's
+			 * header (if it is like this one) land in staging, but no payload of the
+			 * next one: that stays in the socket for the next readv() into place.
+			 */
+			if (!qp->rx.p.markers)
+				stage_len = qp->rx.trailer_need + qp->rx.hdr_need;
 			iov[cnt].iov_base = stage;
 			iov[cnt].iov_len = stage_len;
 			want = dlen + stage_len;
@@ -609,8 +636,10 @@ static int rx_read(struct eng_qp *qp, unsigned budget)
 			return siw_rx_fail(&qp->rx, SIW_ERR_TERM(TERM_LAYER_RDMAP,
 								 TERM_ETYPE_RDMAP_CATASTROPHIC,
 								 TERM_ECODE_RDMAP_UNSPECIFIED));
-		if ((size_t)n < want)
+		if ((size_t)n < want) {
+			rx_lowat_update(qp);
 			return 0; /* drained: epoll tells us when more comes */
+		}
 	}
 	return 0;
 }

@@ -646,6 +646,7 @@ static void server_start(void)
 		unlink(st.path);
 		goto fail;
 	}
+	pthread_setname_np(st.thread, "siw-stat");
 	st.running = true;
 	eng_dbg("siw-stat socket: %s", st.path);
 	return;
