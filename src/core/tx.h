@@ -28,8 +28,8 @@
 #include "rx.h"
 
 /* Bounds of one batch (one sendmsg): iovecs, FPDUs, and header/trailer/marker bytes. */
-#define SIW_TX_BATCH_IOV   256
-#define SIW_TX_BATCH_FPDUS 64
+#define SIW_TX_BATCH_IOV   1024
+#define SIW_TX_BATCH_FPDUS 256
 #define SIW_TX_ARENA	   (SIW_TX_BATCH_FPDUS * (SIW_MAX_HDR_LEN + 8) + 64 * MPA_MARKER_LEN)
 
 struct siw_tx_params {

@@ -154,7 +154,8 @@ enum eng_place_mode {
 	ENG_PLACE_COPY, /* memcpy(): faster for small FPDUs; a freed buffer crashes the process */
 };
 extern enum eng_place_mode eng_place_mode;
-extern int eng_poll_progress; /* SIW_POLL_PROGRESS=1: CQ pollers read their QPs' sockets */
+extern int eng_poll_progress; /* SIW_POLL_PROGRESS (default 1): CQ pollers read their QPs' sockets */
+extern int eng_notsent_lowat; /* SIW_TCP_NOTSENT_LOWAT: bytes (0: the kernel's default) */
 #define ENG_PLACE_BATCH 1024 /* IOV_MAX */
 
 /* Waits until every progress thread has passed a quiescent point after now (deregistration). */

@@ -544,7 +544,7 @@ const struct siw_rx_ops eng_rx_ops = {
 /* ---- reading ---------------------------------------------------------------------------------- */
 
 /*
- * The socket is drained and the parser waits inside a large payload: have epoll report the
+ * The parser waits inside a large payload: have epoll report the
  * socket readable only once the rest of this FPDU is there (SO_RCVLOWAT), so the next readv()
  * takes it whole instead of one wake-up and one system call per TCP segment that arrives
  * (measured ~33 KB per readv for 64 KiB FPDUs before). The rest of an FPDU always comes (or
@@ -636,10 +636,8 @@ static int rx_read(struct eng_qp *qp, unsigned budget)
 			return siw_rx_fail(&qp->rx, SIW_ERR_TERM(TERM_LAYER_RDMAP,
 								 TERM_ETYPE_RDMAP_CATASTROPHIC,
 								 TERM_ECODE_RDMAP_UNSPECIFIED));
-		if ((size_t)n < want) {
-			rx_lowat_update(qp);
+		if ((size_t)n < want)
 			return 0; /* drained: epoll tells us when more comes */
-		}
 	}
 	return 0;
 }
@@ -658,6 +656,13 @@ static int rx_run(struct eng_qp *qp, struct eng_reader *rd, unsigned budget, boo
 	qp->tx_kick = false;
 	qp->rd = rd;
 	r = rx_read(qp, budget);
+	/*
+	 * Whoever read last (progress thread or busy poller, drained or out of budget) leaves
+	 * SO_RCVLOWAT right for where the parser stands now: a stale value from an earlier FPDU
+	 * could exceed what will ever arrive and leave the socket unreported.
+	 */
+	if (r == 0)
+		rx_lowat_update(qp);
 	/*
 	 * Nothing staged may outlive this call: the staging buffer and the batch belong to the
 	 * reader, and its next QP reuses them. On an error the staged pieces are dropped, not
