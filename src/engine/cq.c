@@ -295,10 +295,18 @@ static struct eng_reader *thread_reader(void)
  * Busy polling (on unless SIW_POLL_PROGRESS=0): an application thread polling an empty CQ
  * reads and writes the sockets of its QPs itself instead of waiting for the progress thread,
  * which leaves those QPs alone while it does (eng_qp_park in qp.c: without that hand-off the
- * two fought over every message and, on 2 cores, made latency worse rather than better). A CQ
- * armed for a completion event is not counted as polled: its thread is about to sleep.
+ * two fought over every message and, on 2 cores, made latency worse rather than better). Only
+ * a thread that is waiting on the CQ counts: one that armed it for an event is about to
+ * sleep, and one that just got a completion may go and wait somewhere else.
  */
-#define POLL_QPS 4 /* QPs served per empty poll, round robin (many QPs per CQ) */
+#define POLL_QPS      4 /* QPs served per empty poll, round robin (many QPs per CQ) */
+/*
+ * Empty polls in a row from which a thread counts as spinning here. perftest's ib_write_lat
+ * polls its send CQ until the completion and then spins on memory; siw-bench's WRITE
+ * ping-pong polls the CQ now and then while it spins on memory (2: 0.86-1.04x TCP; 3: 2.8-3.2x;
+ * 8: 1.7x, as with no hand-off).
+ */
+#define POLL_SPINNING 2
 
 static void cq_progress(struct eng_cq *cq)
 {
@@ -310,7 +318,9 @@ static void cq_progress(struct eng_cq *cq)
 	rd = thread_reader();
 	if (!rd || pthread_mutex_trylock(&cq->qp_lock))
 		return;
-	if (!__atomic_load_n(&cq->armed, __ATOMIC_RELAXED))
+	/* A thread that polls once and then waits elsewhere is not spinning here. */
+	if (!__atomic_load_n(&cq->armed, __ATOMIC_RELAXED) &&
+	    atomic_fetch_add_explicit(&cq->empty_run, 1, memory_order_relaxed) + 1 >= POLL_SPINNING)
 		atomic_store_explicit(&cq->poll_ns, eng_now_ns(), memory_order_relaxed);
 	n = cq->nqps < POLL_QPS ? cq->nqps : POLL_QPS;
 	for (unsigned i = 0; i < n; i++) {
@@ -352,6 +362,15 @@ int eng_cq_poll(struct eng_cq *cq, int n, struct eng_cqe *out)
 		__atomic_store_n(&cq->head, cq->head + 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&cq->lock);
+	/*
+	 * The thread got what it waited for and may now wait elsewhere (perftest's
+	 * ib_write_lat spins on memory between its CQ polls): not a poller any more until its
+	 * next empty poll, so data that arrives meanwhile wakes the progress thread.
+	 */
+	if (got && atomic_load_explicit(&cq->empty_run, memory_order_relaxed))
+		atomic_store_explicit(&cq->empty_run, 0, memory_order_relaxed);
+	if (got && atomic_load_explicit(&cq->poll_ns, memory_order_relaxed))
+		atomic_store_explicit(&cq->poll_ns, 0, memory_order_relaxed);
 	return got;
 }
 

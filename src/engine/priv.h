@@ -224,7 +224,8 @@ struct eng_cq {
 	int armed;	     /* 0, ARM_NEXT, ARM_SOLICITED */
 	bool overflow;
 	atomic_uint empty_polls;
-	atomic_llong poll_ns; /* when an application thread last busy-polled it (0: armed) */
+	atomic_llong poll_ns; /* when an application thread last spun on it empty (0: not) */
+	atomic_uint empty_run; /* empty polls since the last completion taken */
 	unsigned poll_next;  /* busy polling: the QP to serve next (qp_lock) */
 	/* QPs that complete into this CQ, for busy polling (qp_lock; never held across others) */
 	pthread_mutex_t qp_lock;
