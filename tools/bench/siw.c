@@ -1089,9 +1089,13 @@ static int wait_byte(struct siw *s, volatile uint8_t *b, uint8_t tag, uint8_t al
 
 		if (v == tag || v == alt)
 			return 0;
+		/*
+		 * Poll the send CQ on every turn, as fi-rma-bench's loop drives libfabric: with
+		 * busy polling that is also what reads the socket (SIW_POLL_PROGRESS).
+		 */
+		if (reap_send(s) < 0)
+			return -1;
 		if (++n % 64 == 0) {
-			if (reap_send(s) < 0)
-				return -1;
 			if (now_ns() > deadline)
 				return err("timed out waiting for the peer's RDMA WRITE (last byte "
 					   "%u, expected %u)",
