@@ -712,8 +712,15 @@ void eng_qp_poll_progress(struct eng_qp *qp, struct eng_reader *rd)
 		r = rx_run(qp, rd, POLL_BUDGET, &kick);
 		pthread_mutex_unlock(&qp->rx_lock);
 	}
-	if (!r && (kick || __atomic_load_n(&qp->epollout, __ATOMIC_RELAXED)) &&
-	    !pthread_mutex_trylock(&qp->lock)) {
+	/*
+	 * Send work this read made (a READ to answer, ORD credit back) must not be dropped: the
+	 * progress thread may have parked the QP and would not look. The lock is held only
+	 * briefly by others, so wait for it then; a socket that merely became writable again
+	 * is worth a try only.
+	 */
+	if (!r && (kick ? !pthread_mutex_lock(&qp->lock)
+			: __atomic_load_n(&qp->epollout, __ATOMIC_RELAXED) &&
+				  !pthread_mutex_trylock(&qp->lock))) {
 		if (qp->state != SIW_QP_ERROR)
 			r = eng_qp_tx_run(qp, 1);
 		pthread_mutex_unlock(&qp->lock);
