@@ -15,17 +15,19 @@ shift 2
 # perftest -R has a race of its own (also with kernel siw, tests/interop/README.md finding 2):
 # its server closes the rdma_cm listener after the control exchange and listens again a moment
 # later; a client that connects in between is refused, and perftest then crashes on its stale
-# id. Only that case is retried (at most 3 attempts, each with a fresh server and port).
+# id. And perftest calibrates the CPU clock after the transfer; on a busy 2-core machine the
+# calibration can fail ("Correlation coefficient r^2 ... < 0.9 / Can't produce a report") after
+# every message has gone through. Only these two cases are retried (at most 3 attempts, each
+# with a fresh server and port); any other failure fails the test at once.
 attempt=1
 while :; do
 	port=$(pick_port "$base")
 	start_server server "$prog" -R -p "$port" "$@"
 	wait_listen "$port" "$server_pid"
-	if run client "$prog" -R -p "$port" "$@" 127.0.0.1; then
-		break
-	fi
-	crc=$rc
-	if [ "$attempt" -lt 3 ] && grep -q "connection refused" "$workdir/client.log"; then
+	crc=0
+	run client "$prog" -R -p "$port" "$@" 127.0.0.1 || crc=$rc
+	if [ "$crc" != 0 ] && [ "$attempt" -lt 3 ] &&
+		grep -q "connection refused" "$workdir/client.log"; then
 		echo "perftest's re-listen race (client refused), attempt $attempt; retrying"
 		kill "$server_pid" 2>/dev/null || true
 		wait "$server_pid" 2>/dev/null || true
@@ -33,9 +35,19 @@ while :; do
 		base=$((port + 1))
 		continue
 	fi
-	fail "$prog client exited with $crc"
+	src=0
+	wait_server || src=$rc
+	if { [ "$crc" != 0 ] || [ "$src" != 0 ]; } && [ "$attempt" -lt 3 ] &&
+		grep -q "Can't produce a report" "$workdir/client.log" "$workdir/server.log"; then
+		echo "perftest's clock calibration failed (busy machine), attempt $attempt; retrying"
+		attempt=$((attempt + 1))
+		base=$((port + 1))
+		continue
+	fi
+	[ "$crc" = 0 ] || fail "$prog client exited with $crc"
+	[ "$src" = 0 ] || fail "$prog server exited with $src"
+	break
 done
-wait_server || fail "$prog server exited with $rc"
 
 log client | grep -q 'Transport type : IW' || fail "the device is not reported as iWARP"
 log client | grep -q '#bytes' || fail "no result header"
