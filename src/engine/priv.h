@@ -155,7 +155,6 @@ enum eng_place_mode {
 };
 extern enum eng_place_mode eng_place_mode;
 extern int eng_poll_progress; /* SIW_POLL_PROGRESS (default 1): CQ pollers read their QPs' sockets */
-extern int eng_notsent_lowat; /* SIW_TCP_NOTSENT_LOWAT: bytes (0: the kernel's default) */
 #define ENG_PLACE_BATCH 1024 /* IOV_MAX */
 
 /* Waits until every progress thread has passed a quiescent point after now (deregistration). */
@@ -180,8 +179,6 @@ struct eng_mr {
 int eng_mr_lookup(uint32_t stag, struct siw_mem_ref *ref);
 /* The same for an lkey of a local SGE: memory windows' STags are refused. */
 int eng_mr_lookup_local(uint32_t stag, struct siw_mem_ref *ref);
-/* Invalidates an STag of PD pd (SEND with Invalidate). 0 or SIW_ERR_MEM_*. */
-int eng_mr_invalidate(uint32_t stag, uint32_t pd);
 /*
  * Invalidates a region's STag or unbinds a type-2 window (a type-1 window is refused). remote:
  * a SEND with Invalidate arriving on QP qpn (a type-2 window must be bound to it); else a local
@@ -192,7 +189,6 @@ int eng_stag_invalidate(uint32_t stag, uint32_t pd, uint32_t qpn, bool remote);
 struct eng_mw {
 	struct eng_pd *pd;
 	uint32_t stag;	     /* as allocated (the index stays; binds change the key byte) */
-	int type;	     /* 1 or 2 */
 };
 
 /* A bind as the SQ executes it (from an ENG_WR_BIND_MW work request, see engine.h). */
@@ -359,6 +355,7 @@ struct eng_qp {
 	enum eng_qp_state user_state; /* what verbs last set while not connected */
 	bool connected;		 /* a socket was handed over */
 	bool in_epoll;
+	atomic_bool live;	 /* eng_qp_start is done: busy pollers may work the QP */
 	bool epollout;		 /* the send side waits for the socket to take more */
 	uint32_t ep_events;	 /* what epoll watches now (under lock) */
 	bool parked;		 /* a busy poller does the socket work: epoll watches nothing */

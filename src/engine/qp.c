@@ -738,7 +738,7 @@ static bool cq_polled(const struct eng_cq *cq, long long now)
 
 bool eng_qp_polled(const struct eng_qp *qp, long long now)
 {
-	return eng_poll_progress && (cq_polled(qp->scq, now) || cq_polled(qp->rcq, now));
+	return cq_polled(qp->scq, now) || cq_polled(qp->rcq, now);
 }
 
 void eng_qp_park(struct eng_qp *qp)
@@ -800,17 +800,6 @@ void eng_qp_start(struct eng_qp *qp)
 		pthread_mutex_unlock(&qp->lock);
 		return;
 	}
-	/*
-	 * Keep at most about one large FPDU unsent in the kernel. On loopback and veth the side
-	 * whose ACK opens the window transmits what waits in the peer's socket in its own
-	 * context, so with megabytes queued the receiving thread ended up doing the sender's
-	 * TCP work too and fell behind (siw-bench, 8 and 64 QPs of 1 MiB WRITE/READ/SEND:
-	 * 0.3-0.7x TCP without, 1.2-1.5x with; docs/PERFORMANCE.md). Data in flight is not
-	 * limited, only what has not been sent yet.
-	 */
-	if (eng_notsent_lowat > 0)
-		setsockopt(qp->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &eng_notsent_lowat,
-			   sizeof(eng_notsent_lowat));
 	if (epoll_ctl(qp->ctx->epfd, EPOLL_CTL_ADD, qp->fd, &ev) < 0) {
 		int e = errno;
 
@@ -832,6 +821,12 @@ void eng_qp_start(struct eng_qp *qp)
 	eng_qp_kick_tx(qp);
 	/* Data may have arrived with the MPA exchange still in flight. */
 	eng_qp_rx_ready(qp);
+	/*
+	 * Only now may application threads polling a CQ read and write this QP: until here the
+	 * progress thread alone decides whether the connection is established (the RTR), and a
+	 * poller that read the stream first would race it (TSan, hostile.scenarios).
+	 */
+	atomic_store_explicit(&qp->live, true, memory_order_release);
 }
 
 static int env_int(const char *name, int def)
@@ -850,7 +845,7 @@ static int env_int(const char *name, int def)
  */
 static struct {
 	pthread_once_t once;
-	int keepidle, keepintvl, keepcnt, user_timeout_ms, fpdu_max;
+	int keepidle, keepintvl, keepcnt, user_timeout_ms, fpdu_max, notsent_lowat;
 } tcp_env = {.once = PTHREAD_ONCE_INIT};
 
 static void tcp_env_read(void)
@@ -860,6 +855,7 @@ static void tcp_env_read(void)
 	tcp_env.keepcnt = env_int("SIW_TCP_KEEPCNT", 6);
 	tcp_env.user_timeout_ms = env_int("SIW_TCP_USER_TIMEOUT_MS", 60000);
 	tcp_env.fpdu_max = env_int("SIW_FPDU_MAX", 0);
+	tcp_env.notsent_lowat = env_int("SIW_TCP_NOTSENT_LOWAT", 65536);
 }
 
 /* Largest ULPDU for a TCP MSS (RFC 5044 §5: MULPDU = EMSS - (6 + EMSS mod 4), no markers). */
@@ -883,7 +879,7 @@ static uint32_t mulpdu_for(int fd, const struct siw_mpa_result *mpa)
 	return m > MPA_MAX_ULPDU ? MPA_MAX_ULPDU : m;
 }
 
-static void set_liveness(int fd)
+static void set_tcp_options(int fd)
 {
 	int one = 1;
 
@@ -897,6 +893,17 @@ static void set_liveness(int fd)
 	/* Independent of keepalive: bounds how long sent data may stay unacknowledged. */
 	if (tcp_env.user_timeout_ms > 0)
 		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &tcp_env.user_timeout_ms,
+			   sizeof(int));
+	/*
+	 * Keep at most about one large FPDU unsent in the kernel. On loopback and veth the side
+	 * whose ACK opens the window transmits what waits in the peer's socket in its own
+	 * context, so with megabytes queued the receiving thread ended up doing the sender's
+	 * TCP work too and fell behind (siw-bench, 8 and 64 QPs of 1 MiB WRITE/READ/SEND:
+	 * 0.3-0.7x TCP without, 1.2-1.5x with; docs/PERFORMANCE.md). Data in flight is not
+	 * limited, only what has not been sent yet.
+	 */
+	if (tcp_env.notsent_lowat > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &tcp_env.notsent_lowat,
 			   sizeof(int));
 }
 
@@ -926,7 +933,7 @@ int eng_qp_connect(struct eng_qp *qp, const struct eng_conn *conn)
 	fcntl(qp->fd, F_SETFD, FD_CLOEXEC);
 	/* Small FPDUs must not wait for Nagle (kernel siw sets TCP_NODELAY too). */
 	setsockopt(qp->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	set_liveness(qp->fd);
+	set_tcp_options(qp->fd);
 	l = sizeof(qp->local);
 	getsockname(qp->fd, (struct sockaddr *)&qp->local, &l);
 	l = sizeof(qp->peer);

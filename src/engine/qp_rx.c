@@ -712,6 +712,8 @@ void eng_qp_poll_progress(struct eng_qp *qp, struct eng_reader *rd)
 	bool kick = false;
 	int r = 0;
 
+	if (!atomic_load_explicit(&qp->live, memory_order_acquire))
+		return;
 	if (!pthread_mutex_trylock(&qp->rx_lock)) {
 		r = rx_run(qp, rd, POLL_BUDGET, &kick);
 		pthread_mutex_unlock(&qp->rx_lock);
