@@ -28,7 +28,6 @@
 int eng_log_level = 1;
 enum eng_place_mode eng_place_mode = ENG_PLACE_SAFE;
 int eng_poll_progress;
-int eng_notsent_lowat = 65536;
 static FILE *log_file;
 
 __attribute__((constructor)) static void eng_log_init(void)
@@ -37,18 +36,10 @@ __attribute__((constructor)) static void eng_log_init(void)
 	const char *file = getenv("SIW_LOG_FILE");
 	const char *place = getenv("SIW_PLACE");
 	const char *poll = getenv("SIW_POLL_PROGRESS");
-	const char *notsent = getenv("SIW_TCP_NOTSENT_LOWAT");
 
 	/* Read here, before any thread exists: application threads polling CQs only read it. */
 	eng_poll_progress = !(poll && *poll == '0'); /* busy polling hand-off: on unless =0 */
 
-	if (notsent && *notsent) {
-		char *end;
-		long v = strtol(notsent, &end, 10);
-
-		if (!*end && v >= 0 && v <= (1L << 30))
-			eng_notsent_lowat = (int)v;
-	}
 	if (place && !strcmp(place, "copy"))
 		eng_place_mode = ENG_PLACE_COPY;
 

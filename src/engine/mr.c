@@ -259,11 +259,6 @@ out:
 	return err;
 }
 
-int eng_mr_invalidate(uint32_t stag, uint32_t pd)
-{
-	return eng_stag_invalidate(stag, pd, 0, false);
-}
-
 /* ---- memory regions ------------------------------------------------------------------------- */
 
 struct eng_mr *eng_mr_reg(struct eng_pd *pd, void *addr, size_t len, uint64_t iova, int access)
@@ -375,7 +370,6 @@ struct eng_mw *eng_mw_alloc(struct eng_pd *pd, int type)
 		return NULL;
 	}
 	mw->pd = pd;
-	mw->type = type;
 	/* A new window is unbound: its STag names no memory until a bind. */
 	slot_write_begin(s);
 	atomic_store_explicit(&s->addr, 0, memory_order_relaxed);

@@ -234,8 +234,8 @@ static int tx_pick(struct eng_qp *qp)
 	sq = qp->sq_head != qp->sq_tail;
 	if (irq && (!sq || qp->irq_burst < IRQ_BURST)) {
 		unsigned h = atomic_load_explicit(&qp->irq_head, memory_order_relaxed);
-		struct siw_read_req r = qp->irq[h % ENG_MAX_ORD].req;
 		const struct eng_irq ie = qp->irq[h % ENG_MAX_ORD];
+		const struct siw_read_req *r = &ie.req;
 		struct siw_mem_ref mr;
 		uint8_t *src = NULL;
 
@@ -249,23 +249,23 @@ static int tx_pick(struct eng_qp *qp)
 			err = siw_tx_begin(&qp->tx, &m);
 			return err ? err : TXK_IRQ;
 		}
-		if (r.len) {
+		if (r->len) {
 			/* Checked on arrival; checked again now: the region may be gone since. */
-			err = eng_mr_lookup(r.src_stag, &mr);
+			err = eng_mr_lookup(r->src_stag, &mr);
 			if (!err)
 				err = siw_mem_check(&mr, qp->pd->id, qp->qpn, SIW_MEM_REMOTE_READ,
-						    r.src_to, r.len, &src);
+						    r->src_to, r->len, &src);
 			if (err)
 				return siw_mem_err_to_term(err, false);
 		}
 		qp->tx_iov[0].base = src;
-		qp->tx_iov[0].len = r.len;
+		qp->tx_iov[0].len = r->len;
 		m.opcode = RDMAP_READ_RESP;
-		m.stag = r.sink_stag;
-		m.to = r.sink_to;
+		m.stag = r->sink_stag;
+		m.to = r->sink_to;
 		m.iov = qp->tx_iov;
-		m.niov = r.len ? 1 : 0;
-		m.len = r.len;
+		m.niov = r->len ? 1 : 0;
+		m.len = r->len;
 		err = siw_tx_begin(&qp->tx, &m);
 		return err ? err : TXK_IRQ;
 	}

@@ -21,7 +21,8 @@ shift 2
 # with a fresh server and port); any other failure fails the test at once.
 attempt=1
 while :; do
-	port=$(pick_port "$base")
+	# A retry takes the next port up (pick_port skips ports in use).
+	port=$(pick_port "$((base + attempt - 1))")
 	start_server server "$prog" -R -p "$port" "$@"
 	wait_listen "$port" "$server_pid"
 	crc=0
@@ -32,7 +33,6 @@ while :; do
 		kill "$server_pid" 2>/dev/null || true
 		wait "$server_pid" 2>/dev/null || true
 		attempt=$((attempt + 1))
-		base=$((port + 1))
 		continue
 	fi
 	src=0
@@ -41,7 +41,6 @@ while :; do
 		grep -q "Can't produce a report" "$workdir/client.log" "$workdir/server.log"; then
 		echo "perftest's clock calibration failed (busy machine), attempt $attempt; retrying"
 		attempt=$((attempt + 1))
-		base=$((port + 1))
 		continue
 	fi
 	[ "$crc" = 0 ] || fail "$prog client exited with $crc"

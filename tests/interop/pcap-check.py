@@ -58,7 +58,10 @@ RFC7306_OFFER, RFC7306_ACCEPT = 0x04, 0x02  # MPA Req/Rep reserved flag bits (PR
 
 
 def tshark(args):
-    r = subprocess.run(["tshark", "-n", "--disable-protocol", "rpcordma"] + args,
+    # Heuristic dissectors first: the test ports are random, and one that a port-based
+    # dissector owns (13400 is DoIP's) would otherwise not be decoded as MPA at all.
+    r = subprocess.run(["tshark", "-n", "--disable-protocol", "rpcordma",
+                        "-o", "tcp.try_heuristic_first:TRUE"] + args,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
     if r.returncode != 0:
         sys.exit("pcap-check: tshark %s failed (%d): %s" % (" ".join(args), r.returncode,

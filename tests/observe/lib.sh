@@ -52,7 +52,8 @@ child_of() {
 	echo "$c"
 }
 
-# TSHARK ARGS...: tshark on a capture, iWARP-ready (RPC-over-RDMA misreads perftest's Sends).
+# TSHARK ARGS...: tshark on a capture, iWARP-ready (RPC-over-RDMA misreads perftest's Sends;
+# heuristics first, so a random test port that a port-based dissector owns still decodes as MPA).
 TSHARK() {
-	tshark --disable-protocol rpcordma "$@" 2>/dev/null
+	tshark --disable-protocol rpcordma -o tcp.try_heuristic_first:TRUE "$@" 2>/dev/null
 }

@@ -1262,6 +1262,7 @@ static void test_xv_mw_type1(void)
 	CHECK_MEM(t.cbuf + 50000, t.sbuf + 32768, 1024);
 
 	/* The old rkey now names nothing: the WRITE is refused (TERMINATE), nothing changes. */
+	memset(t.cbuf, 0xcc, 64); /* unlike what the window holds, so a landed WRITE shows */
 	CHECK_INT(rdma(&t.p.c, IBV_WR_RDMA_WRITE, 5, t.cbuf, 64, t.cmr->lkey, win, old), 0);
 	CHECK_INT(rdma(&t.p.c, IBV_WR_RDMA_READ, 6, t.cbuf, 64, t.cmr->lkey, win, old), 0);
 	expect_denied(&t);
@@ -1342,7 +1343,7 @@ static void test_xv_mw_send_inv(void)
 	struct ibv_mw *mw, *mw1;
 	struct ibv_wc wc;
 	struct mwt t;
-	uint32_t rkey;
+	uint32_t rkey, k;
 	uint64_t win;
 
 	REQUIRE(mwt_open(&t, true) == 0);
@@ -1404,8 +1405,7 @@ static void test_xv_mw_send_inv(void)
 					      .addr = win,
 					      .length = WIN_LEN,
 					      .mw_access_flags = IBV_ACCESS_REMOTE_READ};
-		uint32_t k = ibv_inc_rkey(ibv_inc_rkey(rkey));
-
+		k = ibv_inc_rkey(ibv_inc_rkey(rkey));
 		ibv_wr_start(t.p.s.qpx);
 		t.p.s.qpx->wr_id = 0x2;
 		t.p.s.qpx->wr_flags = IBV_SEND_SIGNALED;
@@ -1433,7 +1433,8 @@ static void test_xv_mw_send_inv(void)
 	wr.num_sge = 1;
 	wr.invalidate_rkey = mw1->rkey;
 	CHECK_INT(ibv_post_send(t.p.c.qp, &wr, &bad), 0);
-	CHECK_INT(rdma(&t.p.c, IBV_WR_RDMA_READ, 4, t.cbuf, 8, t.cmr->lkey, win, rkey), 0);
+	/* The live key: this READ would succeed if the invalidation had been taken. */
+	CHECK_INT(rdma(&t.p.c, IBV_WR_RDMA_READ, 4, t.cbuf, 8, t.cmr->lkey, win, k), 0);
 	expect_denied(&t);
 	CHECK_INT(ibv_dealloc_mw(mw1), 0);
 	CHECK_INT(ibv_dealloc_mw(mw), 0);
@@ -1445,7 +1446,6 @@ static void test_xv_mw_outside_window(void)
 {
 	for (int round = 0; round < 4; round++) {
 		struct ibv_mw *mw;
-		struct ibv_wc wc;
 		struct mwt t;
 		uint32_t rkey;
 		uint64_t win;
@@ -1483,7 +1483,7 @@ static void test_xv_mw_outside_window(void)
 		    rdma(&t.p.c, IBV_WR_RDMA_READ, 2, t.cbuf + 8192, 8, t.cmr->lkey, win, rkey), 0);
 		expect_denied(&t);
 		CHECK(all_bytes(t.sbuf, MWBUF, 0x5a));
-		(void)wc;
+		CHECK(all_bytes(t.cbuf, 100, 0xcc)); /* round 2: the refused READ placed nothing */
 		CHECK_INT(ibv_dealloc_mw(mw), 0);
 		mwt_close(&t);
 	}

@@ -161,7 +161,6 @@ for s in "${raw[@]}"; do
 done
 
 declare -A val # "<column>:<bytes>" -> number
-declare -A ran # component -> 1 when it ran
 status=0
 tmo=300
 [ $short = 1 ] && tmo=120
@@ -172,7 +171,6 @@ echo "==== compare.sh on $(hostname), $where; $(uptime | sed 's/.*load average/l
 sb_args=(--sizes "$sizes" "${veth_args[@]}")
 [ $short = 1 ] && sb_args+=(--time 0.05)
 echo "==== siw-bench ${sb_args[*]} $*"
-ran[siw]=1
 if ! timeout $((tmo * 3)) "$bench" "${sb_args[@]}" --csv "$work/siw.csv" "$@"; then
 	echo "compare.sh: siw-bench failed" >&2
 	status=1
@@ -200,11 +198,12 @@ missing() { # a component that is not installed: a failure with -r
 
 # ---- 2. libfabric tcp provider (fi-rma-bench) -------------------------------------------------
 fibench=$build/tools/bench/fi-rma-bench
+have_fi=0
 if [ $others = 1 ] && [ -x "$fibench" ]; then
 	fi_args=(--sizes "$sizes" --quiet)
 	[ $short = 1 ] && fi_args+=(--time 0.05)
 	echo "==== libfabric: fi-rma-bench ${fi_args[*]} (tcp provider, FI_EP_MSG, depth 64)"
-	ran[fi]=1
+	have_fi=1
 	if ! timeout $((tmo * 3)) "$fibench" "${fi_args[@]}" --csv "$work/fi.csv"; then
 		echo "compare.sh: fi-rma-bench failed" >&2
 		status=1
@@ -253,7 +252,6 @@ have_perftest=0
 if [ $others = 1 ] && command -v ib_write_bw >/dev/null && command -v ib_read_bw >/dev/null &&
 	command -v ib_send_lat >/dev/null; then
 	have_perftest=1
-	ran[perftest]=1
 	if [ -x "$build/bin/siw-run" ]; then
 		runner=("$build/bin/siw-run")
 		label=siw-run
@@ -300,7 +298,6 @@ fi
 have_ucx=0
 if [ $others = 1 ] && command -v ucx_perftest >/dev/null; then
 	have_ucx=1
-	ran[ucx]=1
 	export UCX_TLS=tcp UCX_NET_DEVICES=lo
 	echo "==== UCX: UCX_TLS=tcp UCX_NET_DEVICES=lo ucx_perftest -t ucp_put_bw|ucp_put_lat|tag_bw|tag_lat"
 	for t in ucp_put_bw tag_bw ucp_put_lat tag_lat; do
@@ -391,7 +388,7 @@ table() {
 
 bwcols=("siw_write_bw:siw write" "siw_read_bw:siw read" "siw_send_bw:siw send" "tcp_bw:TCP")
 latcols=("siw_write_lat:siw write" "siw_send_lat:siw send" "siw_read_lat:siw read" "tcp_lat:TCP")
-if [ -n "${ran[fi]:-}" ]; then
+if [ $have_fi = 1 ]; then
 	bwcols+=("fi_write_bw:fi write" "fi_read_bw:fi read" "fi_send_bw:fi send")
 	latcols+=("fi_write_lat:fi write" "fi_send_lat:fi send" "fi_read_lat:fi read")
 fi

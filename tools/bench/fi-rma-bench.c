@@ -459,49 +459,43 @@ static void check_deadline(void)
 		die("timeout: no progress for %d s", o.timeout);
 }
 
-/* Posts with retries while the transmit queue is full. */
-#define POST(call)                                                                             \
-	do {                                                                                   \
-		ssize_t rc_;                                                                   \
-		unsigned spin_ = 0;                                                            \
-		while ((rc_ = (call)) == -FI_EAGAIN) {                                         \
-			poll_cq();                                                             \
-			if (!(++spin_ & 15)) {                                                 \
-				check_deadline();                                              \
-				sched_yield();                                                 \
-			}                                                                      \
-		}                                                                              \
-		if (rc_)                                                                       \
-			die("%s: %s", #call, fi_strerror((int)-rc_));                          \
-		f.tx_posted++;                                                                 \
-	} while (0)
+/*
+ * One turn of a busy wait: drive the endpoint (manual progress), and every 16th turn check the
+ * deadline and let other threads run (2-core machines).
+ */
+static void spin_step(unsigned *spin)
+{
+	poll_cq();
+	if (!(++*spin & 15)) {
+		check_deadline();
+		sched_yield();
+	}
+}
 
+/* Posts a receive, retrying while the queue is full. */
 #define POST_RX(call)                                                                          \
 	do {                                                                                   \
 		ssize_t rc_;                                                                   \
 		unsigned spin_ = 0;                                                            \
-		while ((rc_ = (call)) == -FI_EAGAIN) {                                         \
-			poll_cq();                                                             \
-			if (!(++spin_ & 15)) {                                                 \
-				check_deadline();                                              \
-				sched_yield();                                                 \
-			}                                                                      \
-		}                                                                              \
+		while ((rc_ = (call)) == -FI_EAGAIN)                                           \
+			spin_step(&spin_);                                                     \
 		if (rc_)                                                                       \
 			die("%s: %s", #call, fi_strerror((int)-rc_));                          \
+	} while (0)
+
+/* The same for a transmit, counted. */
+#define POST(call)                                                                             \
+	do {                                                                                   \
+		POST_RX(call);                                                                 \
+		f.tx_posted++;                                                                 \
 	} while (0)
 
 static void wait_tx(uint64_t upto)
 {
 	unsigned spin = 0;
 
-	while (f.tx_done < upto) {
-		poll_cq();
-		if (!(++spin & 15)) {
-			check_deadline();
-			sched_yield();
-		}
-	}
+	while (f.tx_done < upto)
+		spin_step(&spin);
 }
 
 /* Waits for the last byte of p to become `tag`, progressing the endpoint. */
@@ -509,39 +503,24 @@ static void wait_byte(volatile uint8_t *p, uint8_t tag)
 {
 	unsigned spin = 0;
 
-	while (*p != tag) {
-		poll_cq();
-		if (!(++spin & 15)) {
-			check_deadline();
-			sched_yield();
-		}
-	}
+	while (*p != tag)
+		spin_step(&spin);
 }
 
 static void wait_nonzero(volatile uint8_t *p)
 {
 	unsigned spin = 0;
 
-	while (!*p) {
-		poll_cq();
-		if (!(++spin & 15)) {
-			check_deadline();
-			sched_yield();
-		}
-	}
+	while (!*p)
+		spin_step(&spin);
 }
 
 static void wait_rx(uint64_t upto)
 {
 	unsigned spin = 0;
 
-	while (f.rx_done < upto) {
-		poll_cq();
-		if (!(++spin & 15)) {
-			check_deadline();
-			sched_yield();
-		}
-	}
+	while (f.rx_done < upto)
+		spin_step(&spin);
 }
 
 static size_t nslots(size_t size)
