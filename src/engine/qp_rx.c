@@ -94,6 +94,20 @@ static int rx_orq_head(void *user, struct siw_orq_view *v)
 }
 
 /*
+ * process_vm_writev/readv failed with err: if the system forbids them (a seccomp profile, in
+ * containers), says so once and places with memcpy from now on (SIW_PLACE=copy).
+ */
+static bool place_safe_unavailable(int err)
+{
+	if (err != EPERM && err != ENOSYS)
+		return false;
+	eng_warn("process_vm_writev: %s; placing with memcpy from now on (SIW_PLACE=copy)",
+		 strerror(err));
+	eng_place_mode = ENG_PLACE_COPY;
+	return true;
+}
+
+/*
  * Moves the first n staged copies into place. With SIW_PLACE=safe (the default) this is one
  * process_vm_writev() for up to ENG_PLACE_BATCH pieces: memory the application unmapped while
  * it was registered gives EFAULT, a local catastrophic error, instead of a crash of the process.
@@ -108,12 +122,8 @@ static int place_pieces(struct eng_qp *qp, unsigned n, size_t bytes)
 		return 0;
 	if (eng_place_mode == ENG_PLACE_SAFE) {
 		r = process_vm_writev(qp->ctx->pid, rd->pl_src, n, rd->pl_dst, n, 0);
-		if (r < 0 && (errno == EPERM || errno == ENOSYS)) {
-			/* A seccomp profile (containers) may forbid it: copy from now on. */
-			eng_warn("process_vm_writev: %s; placing with memcpy from now on "
-				 "(SIW_PLACE=copy)",
-				 strerror(errno));
-			eng_place_mode = ENG_PLACE_COPY;
+		if (r < 0 && place_safe_unavailable(errno)) {
+			/* copy below */
 		} else if (r != (ssize_t)bytes) {
 			eng_err("QP %u: placing into unmapped memory (a registered buffer was freed "
 				"while in use?)",
@@ -386,29 +396,67 @@ static uint64_t masked_add(uint64_t a, uint64_t b, uint64_t mask)
 	return sum;
 }
 
+/* The value an Atomic Request leaves in a word that held old (old: nothing is written). */
+static uint64_t atomic_result(const struct siw_atomic_req *a, uint64_t old)
+{
+	if (a->aop == AOP_FETCH_ADD)
+		return masked_add(old, a->add_swap, a->add_swap_mask);
+	if ((old & a->cmp_mask) == (a->cmp & a->cmp_mask))
+		return (old & ~a->add_swap_mask) | (a->add_swap & a->add_swap_mask);
+	return old;
+}
+
 /*
- * Executes an Atomic Request on its (checked, 8-aligned) target: 64-bit __atomic operations on
- * the word in host byte order, so remote atomics are atomic against each other from any QP and
- * any thread (IBV_ATOMIC_HCA). Returns the value before the operation.
+ * Executes an Atomic Request on its (checked, 8-aligned) target and returns the value before it
+ * in *orig; returns -1 if the word is not mapped. Atomic against every other remote atomic of
+ * this process, whichever QP or thread (IBV_ATOMIC_HCA), with the word in host byte order.
+ *
+ * With SIW_PLACE=safe (the default) the word is read and written with process_vm_readv/writev
+ * under one process-wide lock, so that an atomic on a registered buffer the application freed
+ * is an error like any other placement into it, not a crash; 2 system calls per atomic. With
+ * SIW_PLACE=copy, __atomic operations on the word itself.
  */
-static uint64_t atomic_execute(const struct siw_atomic_req *a)
+static pthread_mutex_t atomic_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int atomic_execute(struct eng_qp *qp, const struct siw_atomic_req *a, uint64_t *orig)
 {
 	uint64_t *p = (uint64_t *)(void *)a->target;
 	uint64_t old, new;
 
-	if (a->aop == AOP_FETCH_ADD && !a->add_swap_mask)
-		return __atomic_fetch_add(p, a->add_swap, __ATOMIC_SEQ_CST);
+	if (eng_place_mode == ENG_PLACE_SAFE) {
+		struct iovec local = {.iov_base = &old, .iov_len = 8};
+		struct iovec remote = {.iov_base = p, .iov_len = 8};
+		ssize_t r;
+
+		pthread_mutex_lock(&atomic_lock);
+		r = process_vm_readv(qp->ctx->pid, &local, 1, &remote, 1, 0);
+		if (r == 8) {
+			new = atomic_result(a, old);
+			local.iov_base = &new;
+			if (new != old)
+				r = process_vm_writev(qp->ctx->pid, &local, 1, &remote, 1, 0);
+		}
+		pthread_mutex_unlock(&atomic_lock);
+		if (r == 8) {
+			*orig = old;
+			return 0;
+		}
+		if (!(r < 0 && place_safe_unavailable(errno)))
+			return -1;
+	}
+	if (a->aop == AOP_FETCH_ADD && !a->add_swap_mask) {
+		*orig = __atomic_fetch_add(p, a->add_swap, __ATOMIC_SEQ_CST);
+		return 0;
+	}
 	old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
 	do {
-		if (a->aop == AOP_FETCH_ADD)
-			new = masked_add(old, a->add_swap, a->add_swap_mask);
-		else if ((old & a->cmp_mask) == (a->cmp & a->cmp_mask))
-			new = (old & ~a->add_swap_mask) | (a->add_swap & a->add_swap_mask);
-		else
-			return old; /* no swap: nothing is written */
+		new = atomic_result(a, old);
+		if (new == old)
+			break;
 	} while (!__atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_SEQ_CST,
 					      __ATOMIC_SEQ_CST));
-	return old;
+	*orig = old;
+	return 0;
 }
 
 static int rx_atomic_req(void *user, const struct siw_atomic_req *a)
@@ -440,7 +488,13 @@ static int rx_atomic_req(void *user, const struct siw_atomic_req *a)
 	e->req.msn = a->msn;
 	e->atomic = true;
 	e->req_id = a->req_id;
-	e->orig = atomic_execute(a);
+	if (atomic_execute(qp, a, &e->orig)) {
+		eng_err("QP %u: atomic on unmapped memory (a registered buffer was freed while in "
+			"use?)",
+			qp->qpn);
+		return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
+				    TERM_ECODE_RDMAP_UNSPECIFIED);
+	}
 	atomic_store_explicit(&qp->irq_tail, t + 1, memory_order_release);
 	qp->tx_kick = true;
 	return 0;

@@ -9,7 +9,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "eng_pair.h"
@@ -657,6 +659,57 @@ static void test_rfc7306_atomic_bad_stag(void)
 			       TERM_ECODE_RDMAP_INV_STAG));
 }
 
+/*
+ * The target application unmapped a buffer it had registered for remote atomics (a bug, but
+ * user memory is not pinned): a FetchAdd and a CompareSwap into it must end the connection
+ * with a catastrophic error (as a WRITE into it does, engine_test's unmapped_target), not crash
+ * the process; the requester's atomic is flushed.
+ */
+static void test_rfc7306_atomic_unmapped(void)
+{
+	static const enum eng_wr_opcode ops[] = {ENG_WR_ATOMIC_FETCH_AND_ADD,
+						 ENG_WR_ATOMIC_CMP_AND_SWP};
+
+	for (unsigned i = 0; i < 2; i++) {
+		long pg = sysconf(_SC_PAGESIZE);
+		uint8_t *t = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uint8_t *res = xalloc(8, 0x6b);
+		struct eng_mr *tmr, *resmr;
+		struct eng_cqe c;
+
+		REQUIRE(t != MAP_FAILED);
+		REQUIRE(connect_7306(true, true));
+		tmr = eng_mr_reg(B.pd, t, (size_t)pg, (uintptr_t)t,
+				 ENG_ACCESS_LOCAL_WRITE | ENG_ACCESS_REMOTE_ATOMIC);
+		resmr = eng_mr_reg(A.pd, res, 8, (uintptr_t)res, ENG_ACCESS_LOCAL_WRITE);
+		REQUIRE(tmr && resmr);
+		munmap(t, (size_t)pg);
+		/* CompareSwap compares 0 with the 0 a fresh page would hold: it would write. */
+		CHECK_INT(post(A.qp, ops[i], 9, res, 8, eng_mr_key(resmr), (uintptr_t)t + 16,
+			       eng_mr_key(tmr), ENG_SEND_SIGNALED, 0, 0, 5),
+			  0);
+		CHECK_INT(wait_flag(&B.closed, 5000), 0);
+		CHECK(siw_err_is_term(B.close_err));
+		CHECK_INT(siw_err_term_layer(B.close_err), TERM_LAYER_RDMAP);
+		CHECK_INT(siw_err_term_etype(B.close_err), TERM_ETYPE_RDMAP_CATASTROPHIC);
+		CHECK_INT(wait_flag(&A.closed, 5000), 0);
+		CHECK_INT(A.close_err, SIW_ERR_TERMINATED);
+		CHECK_INT(poll_n(A.scq, &c, 1, 2000), 1);
+		CHECK_UINT(c.wr_id, 9);
+		CHECK_INT(c.status, ENG_WC_WR_FLUSH_ERR);
+		CHECK_UINT(*(uint64_t *)(void *)res, 0x6b6b6b6b6b6b6b6bull);
+		eng_mr_dereg(tmr);
+		eng_mr_dereg(resmr);
+		pair_destroy(&A, &B);
+		xfree(res);
+		if (t_failures) {
+			fprintf(stderr, "  %s failed\n", i ? "CompareSwap" : "FetchAdd");
+			break;
+		}
+	}
+}
+
 /* ---- not negotiated -------------------------------------------------------------------------- */
 
 /*
@@ -737,4 +790,5 @@ T_MAIN(T_CASE(test_rfc7306_mpa_handshake), T_CASE(test_rfc7306_send_with_imm),
        T_CASE(test_rfc7306_write_with_imm), T_CASE(test_rfc7306_atomics),
        T_CASE(test_rfc7306_atomics_concurrent), T_CASE(test_rfc7306_atomic_no_access),
        T_CASE(test_rfc7306_atomic_misaligned), T_CASE(test_rfc7306_atomic_out_of_bounds),
-       T_CASE(test_rfc7306_atomic_bad_stag), T_CASE(test_rfc7306_not_negotiated))
+       T_CASE(test_rfc7306_atomic_bad_stag), T_CASE(test_rfc7306_atomic_unmapped),
+       T_CASE(test_rfc7306_not_negotiated))
