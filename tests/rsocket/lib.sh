@@ -77,11 +77,12 @@ pick_port() {
 	echo "$p"
 }
 
-# start_server NAME PROGRAM ARGS...: under siw-run in the background, log NAME.log.
+# start_server NAME PROGRAM ARGS...: under siw-run in the background, log NAME.log (stdout
+# line-buffered, so a log cut short by a kill still shows how far the program got).
 start_server() {
 	name=$1
 	shift
-	timeout "$APP_TIMEOUT" "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
+	timeout "$APP_TIMEOUT" stdbuf -oL "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
 	server_pid=$!
 	pids="$pids $server_pid"
 }
@@ -97,19 +98,57 @@ wait_listen() {
 	done
 }
 
-# run NAME PROGRAM ARGS...: under siw-run in the foreground, log NAME.log; sets rc.
-run() {
+# start_client NAME PROGRAM ARGS...: like start_server, for the other side (client_pid).
+start_client() {
 	name=$1
 	shift
-	rc=0
-	timeout "$APP_TIMEOUT" "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 || rc=$?
-	return "$rc"
+	timeout "$APP_TIMEOUT" stdbuf -oL "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
+	client_pid=$!
+	pids="$pids $client_pid"
 }
 
-wait_server() {
-	rc=0
-	wait "$server_pid" || rc=$?
-	return "$rc"
+# Is process $1 running (an exited child stays a zombie until waited for: kill -0 says yes)?
+alive() {
+	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+# wait_both: until server and client have exited; sets server_rc and client_rc. riostream
+# spins on memory for its peer's data with no timeout, so a side whose peer died would spin
+# until APP_TIMEOUT and show nothing: once one side has exited, the other gets GRACE seconds
+# (default 60), then it is killed (rc 124, as timeout's) and its log says so.
+wait_both() {
+	server_rc=
+	client_rc=
+	first=
+	i=0
+	while [ -z "$server_rc" ] || [ -z "$client_rc" ]; do
+		if [ -z "$server_rc" ] && ! alive "$server_pid"; then
+			server_rc=0
+			wait "$server_pid" || server_rc=$?
+		fi
+		if [ -z "$client_rc" ] && ! alive "$client_pid"; then
+			client_rc=0
+			wait "$client_pid" || client_rc=$?
+		fi
+		if [ -n "$server_rc$client_rc" ] && [ -z "$first" ]; then
+			first=$i
+		fi
+		if [ -n "$first" ] && [ $((i - first)) -gt $((${GRACE:-60} * 10)) ]; then
+			for side in server client; do
+				eval "p=\$${side}_pid r=\$${side}_rc"
+				if [ -z "$r" ]; then
+					echo "(killed: still running ${GRACE:-60} s after its peer exited)" \
+						>>"$workdir/$side.log"
+					kill "$p" 2>/dev/null || true
+					wait "$p" 2>/dev/null || true
+					eval "${side}_rc=124"
+				fi
+			done
+		fi
+		i=$((i + 1))
+		sleep 0.1
+	done
 }
 
 log() {

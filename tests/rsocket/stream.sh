@@ -26,8 +26,10 @@ else
 	start_server server "$prog" -p "$port" "$@"
 fi
 wait_listen "$port" "$server_pid"
-run client "$prog" -s "$dst" -p "$port" "$@" || fail "$prog client exited with $rc"
-wait_server || fail "$prog server exited with $rc"
+start_client client "$prog" -s "$dst" -p "$port" "$@"
+wait_both
+[ "$client_rc" = 0 ] || fail "$prog client exited with $client_rc"
+[ "$server_rc" = 0 ] || fail "$prog server exited with $server_rc"
 
 for side in server client; do
 	if log "$side" | grep -qiE 'verification failed|error|failed|refused|reset'; then
