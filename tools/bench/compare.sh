@@ -223,9 +223,10 @@ fi
 # ---- 3. perftest over softiwarp ---------------------------------------------------------------
 port=$((20000 + RANDOM % 20000))
 
-# run_pair LOG SERVER_CMD... -- CLIENT_CMD...: a server in the background, then its client.
+# run_pair LOG SERVER_CMD... -- CLIENT_CMD...: a server in the background, then its client
+# (again while it cannot connect yet). Fails, with the logs' ends, unless both exit 0.
 run_pair() {
-	local log=$1 srv=() cli=() p
+	local log=$1 srv=() cli=() p crc=1 src=0
 	shift
 	while [ "$1" != -- ]; do
 		srv+=("$1")
@@ -238,13 +239,19 @@ run_pair() {
 	pids+=("$p")
 	for _ in $(seq 1 50); do
 		sleep 0.2
-		timeout $tmo "${cli[@]}" >"$log" 2>&1 && break
+		crc=0
+		timeout $tmo "${cli[@]}" >"$log" 2>&1 || crc=$?
+		[ $crc = 0 ] && break
 		grep -qiE "refused|Couldn't connect|unable to connect|failed to connect|rdma_cm|UNREACHABLE" \
 			"$log" || break
 		kill -0 "$p" 2>/dev/null || break
 	done
-	wait "$p" 2>/dev/null
-	grep -q . "$log" || return 1
+	wait "$p" 2>/dev/null || src=$?
+	if [ $crc != 0 ] || [ $src != 0 ]; then
+		echo "compare.sh: ${cli[*]}: client exited with $crc, server with $src" >&2
+		tail -5 "$log" "$log.srv" >&2
+		return 1
+	fi
 	return 0
 }
 
@@ -269,7 +276,6 @@ if [ $others = 1 ] && command -v ib_write_bw >/dev/null && command -v ib_read_bw
 		echo "==== perftest: $label $t ${args[*]} 127.0.0.1"
 		if ! run_pair "$work/$t.log" "${runner[@]}" "$t" "${args[@]}" -- \
 			"${runner[@]}" "$t" "${args[@]}" 127.0.0.1; then
-			echo "compare.sh: $t produced no output" >&2
 			status=1
 			continue
 		fi
@@ -312,7 +318,6 @@ if [ $others = 1 ] && command -v ucx_perftest >/dev/null; then
 			port=$((port + 1))
 			if ! run_pair "$work/ucx.log" ucx_perftest -p "$port" -- \
 				ucx_perftest 127.0.0.1 -p "$port" -t "$t" -s "$s" -n "$n" -w $((n / 10)) -f; then
-				echo "compare.sh: ucx_perftest -t $t -s $s produced no output" >&2
 				status=1
 				continue
 			fi
