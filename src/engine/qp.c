@@ -360,8 +360,13 @@ void eng_qp_request_fail(struct eng_qp *qp, int err)
 	qp->fail_posted = true;
 	pthread_mutex_unlock(&qp->lock);
 	if (eng_ctx_post_async(qp->ctx, ENG_CMD_QP_FAIL, qp, err)) {
-		/* No memory for a command: fail right here (no other thread holds our locks). */
-		eng_qp_fail(qp, err);
+		/*
+		 * No memory for a command: one on our stack, and wait for it. Not eng_qp_fail here:
+		 * the QP may be on the progress thread's parked list, which only that thread touches.
+		 */
+		struct eng_cmd c = {.type = ENG_CMD_QP_FAIL, .qp = qp, .err = err};
+
+		eng_ctx_post(qp->ctx, &c, true);
 	}
 }
 
