@@ -277,6 +277,17 @@ static int tx_pick(struct eng_qp *qp)
 	if ((w->flags & ENG_SEND_FENCE) && !w->rd_part && orq_count(qp))
 		return TXK_NONE;
 	if (w->opcode == ENG_WR_LOCAL_INV || w->opcode == ENG_WR_BIND_MW) {
+		/*
+		 * Not while a WR before it is still being sent (in this batch, completed by
+		 * tx_complete once TCP has it): send queue completions come in posting order. The
+		 * batch ends here, and the next one starts with it. (READs and atomics count as
+		 * done when their request is picked: they complete when their response arrives,
+		 * after local operations posted behind them, as with the kernel's siw.)
+		 */
+		while (qp->sq_done != qp->sq_head && sq_entry(qp, qp->sq_done)->done)
+			qp->sq_done++;
+		if (qp->sq_done != qp->sq_head && qp->ntxc)
+			return TXK_NONE;
 		do {
 			err = sq_local_op(qp, w);
 			if (err)

@@ -1607,8 +1607,66 @@ static void test_xv_local_inv_mr(void)
 	mwt_close(&t);
 }
 
+/*
+ * Send queue completions come in posting order: a LOCAL_INV posted behind RDMA WRITEs in one
+ * chain completes after them, not when it is picked while they are still being sent (as the
+ * kernel's siw, which finishes one WQE before it starts the next).
+ */
+static void test_xv_local_inv_in_order(void)
+{
+	struct ibv_send_wr w[5], *bad;
+	struct ibv_sge sge[4];
+	struct ibv_mr *tgt, *mr;
+	struct ibv_wc wc;
+	struct mwt t;
+
+	REQUIRE(mwt_open(&t, false) == 0);
+	tgt = ibv_reg_mr(t.p.s.pd, t.sbuf, MWBUF,
+			 IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ);
+	mr = ibv_reg_mr(t.p.c.pd, t.cbuf, 4096, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ);
+	REQUIRE(tgt && mr);
+	memset(w, 0, sizeof(w));
+	for (int i = 0; i < 4; i++) {
+		sge[i] = (struct ibv_sge){(uintptr_t)t.cbuf, MWBUF, t.cmr->lkey};
+		w[i].wr_id = (uint64_t)i + 1;
+		w[i].opcode = IBV_WR_RDMA_WRITE;
+		w[i].send_flags = IBV_SEND_SIGNALED;
+		w[i].sg_list = &sge[i];
+		w[i].num_sge = 1;
+		w[i].wr.rdma.remote_addr = (uintptr_t)t.sbuf;
+		w[i].wr.rdma.rkey = tgt->rkey;
+		w[i].next = &w[i + 1];
+	}
+	w[4].wr_id = 5;
+	w[4].opcode = IBV_WR_LOCAL_INV;
+	w[4].send_flags = IBV_SEND_SIGNALED;
+	w[4].invalidate_rkey = mr->rkey;
+	CHECK_INT(ibv_post_send(t.p.c.qp, w, &bad), 0);
+	for (uint64_t i = 1; i <= 5; i++) {
+		REQUIRE(poll_wc(t.p.c.cq, &wc));
+		CHECK_UINT(wc.wr_id, i);
+		CHECK_INT(wc.status, IBV_WC_SUCCESS);
+		CHECK_INT(wc.opcode, i == 5 ? IBV_WC_LOCAL_INV : IBV_WC_RDMA_WRITE);
+	}
+	/*
+	 * A WRITE completes when it is sent; a READ behind them answers after they are placed.
+	 * It reads the last bytes back onto themselves: cbuf stays as it was if they landed.
+	 */
+	CHECK_INT(rdma(&t.p.c, IBV_WR_RDMA_READ, 6, t.cbuf + MWBUF - 64, 64, t.cmr->lkey,
+		       (uintptr_t)t.sbuf + MWBUF - 64, tgt->rkey),
+		  0);
+	REQUIRE(poll_wc(t.p.c.cq, &wc));
+	CHECK_UINT(wc.wr_id, 6);
+	CHECK_INT(wc.status, IBV_WC_SUCCESS);
+	CHECK_MEM(t.sbuf, t.cbuf, MWBUF);
+	CHECK_INT(ibv_dereg_mr(mr), 0);
+	CHECK_INT(ibv_dereg_mr(tgt), 0);
+	mwt_close(&t);
+}
+
 T_MAIN(T_CASE(test_xv_device_attrs), T_CASE(test_xv_ex_bad_args), T_CASE(test_xv_wr_api),
        T_CASE(test_xv_wr_errors), T_CASE(test_xv_read_multi_sge), T_CASE(test_xv_many_sges_inline),
        T_CASE(test_xv_mw_args), T_CASE(test_xv_mw_type1), T_CASE(test_xv_mw_type2_local_inv),
        T_CASE(test_xv_mw_send_inv), T_CASE(test_xv_mw_outside_window),
-       T_CASE(test_xv_mw_type2_bound_to_qp), T_CASE(test_xv_local_inv_mr))
+       T_CASE(test_xv_mw_type2_bound_to_qp), T_CASE(test_xv_local_inv_mr),
+       T_CASE(test_xv_local_inv_in_order))
