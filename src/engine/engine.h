@@ -394,6 +394,8 @@ int eng_qp_set_access(struct eng_qp *qp, int access);
  * full). In ERROR state, WRs complete at once with WR_FLUSH_ERR.
  */
 int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *bad);
+/* The same, but posts none of them if any would fail (ibv_wr_complete). */
+int eng_post_send_all(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *bad);
 int eng_post_recv(struct eng_qp *qp, const struct eng_recv_wr *wr, int n, int *bad);
 int eng_post_srq_recv(struct eng_srq *srq, const struct eng_recv_wr *wr, int n, int *bad);
 

@@ -612,7 +612,12 @@ static void complete_now(struct eng_qp *qp, const struct eng_send_wr *w, uint8_t
 	eng_cq_push(qp->scq, &c);
 }
 
-int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *bad)
+/*
+ * all_or_none (ibv_wr_complete: "no work is executed until it returns success"): every WR is
+ * checked, and the room for all of them, before the first is queued.
+ */
+static int post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *bad,
+		     bool all_or_none)
 {
 	int err = 0, txerr = 0;
 	bool kick = false;
@@ -626,6 +631,21 @@ int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *b
 		return EIO;
 	}
 	pthread_mutex_lock(&qp->lock);
+	if (all_or_none) {
+		uint32_t room = qp->sq_size - (qp->sq_tail - qp->sq_done);
+
+		for (int i = 0; i < n && !err; i++) {
+			err = check_send_wr(qp, &wr[i]);
+			if (!err && qp->state != SIW_QP_ERROR && (uint32_t)i >= room)
+				err = ENOMEM;
+			if (err)
+				*bad = i;
+		}
+		if (err) {
+			pthread_mutex_unlock(&qp->lock);
+			return err;
+		}
+	}
 	for (int i = 0; i < n; i++) {
 		const struct eng_send_wr *w = &wr[i];
 		struct eng_wqe *q;
@@ -689,6 +709,16 @@ int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *b
 	if (txerr)
 		eng_qp_request_fail(qp, txerr);
 	return err;
+}
+
+int eng_post_send(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *bad)
+{
+	return post_send(qp, wr, n, bad, false);
+}
+
+int eng_post_send_all(struct eng_qp *qp, const struct eng_send_wr *wr, int n, int *bad)
+{
+	return post_send(qp, wr, n, bad, true);
 }
 
 /* ---- connection ------------------------------------------------------------------------------ */

@@ -12,7 +12,8 @@
  *    adds a work request taking wr_id / wr_flags from the ibv_qp_ex, the ibv_wr_set_* calls
  *    give it data, ibv_wr_complete posts the batch to the engine in one call and ibv_wr_abort
  *    drops it. The first mistake made while building is remembered and returned by
- *    ibv_wr_complete, which then posts nothing.
+ *    ibv_wr_complete, which then posts nothing; nor does it post any when the engine refuses
+ *    one of them (eng_post_send_all checks them all, and the room, first).
  *
  * The batch's storage (work requests, SGEs, inline bytes) is allocated once at QP creation for
  * max_send_wr requests: nothing is allocated per message.
@@ -460,7 +461,7 @@ static int vrb_wr_complete(struct ibv_qp_ex *qpx)
 		    b->wr[i].opcode != ENG_WR_RDMA_WRITE_WITH_IMM)
 			err = EINVAL;
 	if (!err && b->n)
-		err = eng_post_send(vrb_qpx(qpx)->eqp, b->wr, (int)b->n, &bad);
+		err = eng_post_send_all(vrb_qpx(qpx)->eqp, b->wr, (int)b->n, &bad);
 	b->n = 0;
 	b->err = 0;
 	pthread_mutex_unlock(&b->lock);

@@ -739,6 +739,19 @@ static void test_xv_wr_errors(void)
 		ibv_wr_set_sge(p.c.qpx, cmr->lkey, (uintptr_t)cbuf, 8);
 	}
 	CHECK_INT(ibv_wr_complete(p.c.qpx), ENOMEM);
+	/*
+	 * A mistake only the engine sees (an atomic's result SGE shorter than 8 bytes) after a
+	 * good WRITE: EINVAL, and the WRITE is not posted either.
+	 */
+	ibv_wr_start(p.c.qpx);
+	p.c.qpx->wr_id = 7;
+	p.c.qpx->wr_flags = IBV_SEND_SIGNALED;
+	ibv_wr_rdma_write(p.c.qpx, smr->rkey, (uintptr_t)sbuf);
+	ibv_wr_set_sge(p.c.qpx, cmr->lkey, (uintptr_t)cbuf, 100);
+	p.c.qpx->wr_id = 8;
+	ibv_wr_atomic_fetch_add(p.c.qpx, smr->rkey, (uintptr_t)sbuf + 64, 1);
+	ibv_wr_set_sge(p.c.qpx, cmr->lkey, (uintptr_t)cbuf + 4096, 4);
+	CHECK_INT(ibv_wr_complete(p.c.qpx), EINVAL);
 	CHECK(no_wc(p.c.cq, 200));
 	CHECK(all_bytes(sbuf, 8192, 0));
 
