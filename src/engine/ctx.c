@@ -85,11 +85,16 @@ static pthread_mutex_t ctx_list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct eng_link ctx_list = {&ctx_list, &ctx_list};
 static atomic_uint_fast64_t mr_epoch;
 
+/* Remote atomics of the whole process (qp_rx.c: atomic_execute). */
+pthread_mutex_t eng_atomic_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void eng_atfork_child(void)
 {
 	/* The child has none of the progress threads: every inherited context is dead. */
 	atomic_fetch_add(&fork_gen, 1);
 	pthread_mutex_init(&ctx_list_lock, NULL);
+	/* A thread of the parent may have held it; its new contexts need it free. */
+	pthread_mutex_init(&eng_atomic_lock, NULL);
 }
 
 __attribute__((constructor)) static void eng_fork_init(void)

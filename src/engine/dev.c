@@ -253,9 +253,9 @@ void eng_device_query(const struct eng_device *dev, struct eng_device_attr *a)
 	a->max_mw = ENG_MAX_MR; /* windows and regions share the STag table */
 	a->max_inline_data = ENG_MAX_INLINE;
 	/*
-	 * RFC 7306 atomics (when a connection negotiates them, PROTOCOL.md §6.5) run as 64-bit
-	 * __atomic operations on the target word: atomic among all remote atomics this process
-	 * executes, whichever QP or thread, which is what IBV_ATOMIC_HCA promises. They are not
+	 * RFC 7306 atomics (when a connection negotiates them, PROTOCOL.md §6.5) run under one
+	 * process-wide lock (qp_rx.c: atomic_execute): atomic among all remote atomics this
+	 * process executes, whichever QP or thread, which is what IBV_ATOMIC_HCA promises. They are not
 	 * atomic against RDMA WRITEs or READs of the same word (nor does RFC 7306 ask it), so
 	 * IBV_ATOMIC_GLOB is not claimed.
 	 */

@@ -154,6 +154,7 @@ enum eng_place_mode {
 	ENG_PLACE_COPY, /* memcpy(): faster for small FPDUs; a freed buffer crashes the process */
 };
 extern enum eng_place_mode eng_place_mode;
+extern pthread_mutex_t eng_atomic_lock; /* remote atomics, process-wide (qp_rx.c) */
 extern int eng_poll_progress; /* SIW_POLL_PROGRESS (default 1): CQ pollers read their QPs' sockets */
 #define ENG_PLACE_BATCH 1024 /* IOV_MAX */
 

@@ -95,13 +95,13 @@ static int rx_orq_head(void *user, struct siw_orq_view *v)
 
 /*
  * process_vm_writev/readv failed with err: if the system forbids them (a seccomp profile, in
- * containers), says so once and places with memcpy from now on (SIW_PLACE=copy).
+ * containers), says so and places with memcpy from now on (SIW_PLACE=copy).
  */
 static bool place_safe_unavailable(int err)
 {
 	if (err != EPERM && err != ENOSYS)
 		return false;
-	eng_warn("process_vm_writev: %s; placing with memcpy from now on (SIW_PLACE=copy)",
+	eng_warn("process_vm_readv/writev: %s; placing with memcpy from now on (SIW_PLACE=copy)",
 		 strerror(err));
 	eng_place_mode = ENG_PLACE_COPY;
 	return true;
@@ -409,45 +409,46 @@ static uint64_t atomic_result(const struct siw_atomic_req *a, uint64_t old)
 /*
  * Executes an Atomic Request on its (checked, 8-aligned) target and returns the value before it
  * in *orig; returns -1 if the word is not mapped. Atomic against every other remote atomic of
- * this process, whichever QP or thread (IBV_ATOMIC_HCA), with the word in host byte order.
+ * this process, whichever QP or thread (IBV_ATOMIC_HCA): all of them hold eng_atomic_lock. The
+ * word is in host byte order.
  *
- * With SIW_PLACE=safe (the default) the word is read and written with process_vm_readv/writev
- * under one process-wide lock, so that an atomic on a registered buffer the application freed
- * is an error like any other placement into it, not a crash; 2 system calls per atomic. With
- * SIW_PLACE=copy, __atomic operations on the word itself.
+ * With SIW_PLACE=safe (the default) the word is read and written with process_vm_readv/writev,
+ * so that an atomic on a registered buffer the application freed is an error like any other
+ * placement into it, not a crash (2 system calls per atomic). With SIW_PLACE=copy, or where
+ * the system forbids those calls, __atomic operations on the word itself.
  */
-static pthread_mutex_t atomic_lock = PTHREAD_MUTEX_INITIALIZER;
-
 static int atomic_execute(struct eng_qp *qp, const struct siw_atomic_req *a, uint64_t *orig)
 {
 	uint64_t *p = (uint64_t *)(void *)a->target;
 	uint64_t old, new;
+	int ret = 0;
 
+	pthread_mutex_lock(&eng_atomic_lock);
 	if (eng_place_mode == ENG_PLACE_SAFE) {
 		struct iovec local = {.iov_base = &old, .iov_len = 8};
 		struct iovec remote = {.iov_base = p, .iov_len = 8};
-		ssize_t r;
+		ssize_t r = process_vm_readv(qp->ctx->pid, &local, 1, &remote, 1, 0);
+		int e = errno;
 
-		pthread_mutex_lock(&atomic_lock);
-		r = process_vm_readv(qp->ctx->pid, &local, 1, &remote, 1, 0);
 		if (r == 8) {
 			new = atomic_result(a, old);
 			local.iov_base = &new;
-			if (new != old)
+			if (new != old) {
 				r = process_vm_writev(qp->ctx->pid, &local, 1, &remote, 1, 0);
+				e = errno;
+			}
 		}
-		pthread_mutex_unlock(&atomic_lock);
 		if (r == 8) {
 			*orig = old;
-			return 0;
+		} else if (!(r < 0 && place_safe_unavailable(e))) {
+			ret = -1;
 		}
-		if (!(r < 0 && place_safe_unavailable(errno)))
-			return -1;
+		if (r == 8 || ret) {
+			pthread_mutex_unlock(&eng_atomic_lock);
+			return ret;
+		}
 	}
-	if (a->aop == AOP_FETCH_ADD && !a->add_swap_mask) {
-		*orig = __atomic_fetch_add(p, a->add_swap, __ATOMIC_SEQ_CST);
-		return 0;
-	}
+	/* Nothing was written above if we get here. __atomic: atomic for the CPU too. */
 	old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
 	do {
 		new = atomic_result(a, old);
@@ -456,6 +457,7 @@ static int atomic_execute(struct eng_qp *qp, const struct siw_atomic_req *a, uin
 	} while (!__atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_SEQ_CST,
 					      __ATOMIC_SEQ_CST));
 	*orig = old;
+	pthread_mutex_unlock(&eng_atomic_lock);
 	return 0;
 }
 
