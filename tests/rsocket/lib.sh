@@ -82,16 +82,22 @@ pick_port() {
 start_server() {
 	name=$1
 	shift
-	timeout "$APP_TIMEOUT" stdbuf -oL "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
+	timeout -k 10 "$APP_TIMEOUT" stdbuf -oL "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
 	server_pid=$!
 	pids="$pids $server_pid"
+}
+
+# Is process $1 running (an exited child stays a zombie until waited for: kill -0 says yes)?
+alive() {
+	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ]
 }
 
 # wait_listen PORT PID: until PORT listens; fails if PID exits first or after 30 s.
 wait_listen() {
 	i=0
 	while ! listening "$1"; do
-		kill -0 "$2" 2>/dev/null || fail "the server exited before it listened on port $1"
+		alive "$2" || fail "the server exited before it listened on port $1"
 		i=$((i + 1))
 		[ "$i" -le 600 ] || fail "nothing listens on port $1 after 30 s"
 		sleep 0.05
@@ -102,15 +108,9 @@ wait_listen() {
 start_client() {
 	name=$1
 	shift
-	timeout "$APP_TIMEOUT" stdbuf -oL "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
+	timeout -k 10 "$APP_TIMEOUT" stdbuf -oL "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
 	client_pid=$!
 	pids="$pids $client_pid"
-}
-
-# Is process $1 running (an exited child stays a zombie until waited for: kill -0 says yes)?
-alive() {
-	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "$st" != Z ]
 }
 
 # wait_both: until server and client have exited; sets server_rc and client_rc. riostream
@@ -138,10 +138,10 @@ wait_both() {
 			for side in server client; do
 				eval "p=\$${side}_pid r=\$${side}_rc"
 				if [ -z "$r" ]; then
-					echo "(killed: still running ${GRACE:-60} s after its peer exited)" \
-						>>"$workdir/$side.log"
 					kill "$p" 2>/dev/null || true
 					wait "$p" 2>/dev/null || true
+					echo "(killed: still running ${GRACE:-60} s after its peer exited)" \
+						>>"$workdir/$side.log"
 					eval "${side}_rc=124"
 				fi
 			done

@@ -274,11 +274,9 @@ if [ $others = 1 ] && command -v ib_write_bw >/dev/null && command -v ib_read_bw
 		args=(-R -F -a -n "$iters" -p "$port")
 		case $t in *_bw) args+=(--report_gbits) ;; esac
 		echo "==== perftest: $label $t ${args[*]} 127.0.0.1"
-		if ! run_pair "$work/$t.log" "${runner[@]}" "$t" "${args[@]}" -- \
-			"${runner[@]}" "$t" "${args[@]}" 127.0.0.1; then
-			status=1
-			continue
-		fi
+		# A failed run still gives the rows it printed (the failure is reported).
+		run_pair "$work/$t.log" "${runner[@]}" "$t" "${args[@]}" -- \
+			"${runner[@]}" "$t" "${args[@]}" 127.0.0.1 || status=1
 		# Data lines: "#bytes #iterations ..." (bw: BW average [Gb/s] is field 4; lat:
 		# t_typical [usec] is field 5).
 		n=0
@@ -316,11 +314,9 @@ if [ $others = 1 ] && command -v ucx_perftest >/dev/null; then
 			[ $n -lt $lo ] && n=$lo
 			[ $n -gt $hi ] && n=$hi
 			port=$((port + 1))
-			if ! run_pair "$work/ucx.log" ucx_perftest -p "$port" -- \
-				ucx_perftest 127.0.0.1 -p "$port" -t "$t" -s "$s" -n "$n" -w $((n / 10)) -f; then
+			run_pair "$work/ucx.log" ucx_perftest -p "$port" -- \
+				ucx_perftest 127.0.0.1 -p "$port" -t "$t" -s "$s" -n "$n" -w $((n / 10)) -f ||
 				status=1
-				continue
-			fi
 			# -f: "iterations 50%ile average overall bw_avg bw_overall rate_avg rate_overall"
 			line=$(awk '$1 ~ /^[0-9]+$/ && NF >= 8 {l = $0} END {print l}' "$work/ucx.log")
 			if [ -z "$line" ]; then
