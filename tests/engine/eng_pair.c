@@ -180,6 +180,16 @@ static void side_fini(struct side *s)
 		fprintf(stderr, "eng_ctx_close: objects left\n");
 }
 
+int side_open(struct side *s, const struct pair_opts *o)
+{
+	return side_init(s, o, false);
+}
+
+void side_close(struct side *s)
+{
+	side_fini(s);
+}
+
 void pair_destroy(struct side *a, struct side *b)
 {
 	side_fini(a);

@@ -27,6 +27,9 @@ void pair_default_opts(struct pair_opts *o);
 /* Sets up a (initiator) and b (responder) and connects them. 0 or an error (test fails). */
 int pair_connect(struct side *a, struct side *b, const struct pair_opts *o);
 void pair_destroy(struct side *a, struct side *b);
+/* One side alone, its QP not connected (WRs posted to it wait in its queues). */
+int side_open(struct side *s, const struct pair_opts *o);
+void side_close(struct side *s);
 /* Polls cq until n completions arrived or timeout_ms passed; returns the count. */
 int poll_n(struct eng_cq *cq, struct eng_cqe *out, int n, int timeout_ms);
 /* Waits until *flag becomes non-zero (bounded). */

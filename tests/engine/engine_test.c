@@ -586,8 +586,55 @@ static void test_engine_fork(void)
 	pair_destroy(&A, &B);
 }
 
+/*
+ * eng_post_send_all (ibv_wr_complete) queues all of its WRs or none: for a full send queue, or
+ * a bad WR anywhere in the list. Checked on a QP that is not connected, so that what was
+ * posted stays in its send queue: a batch of exactly the room left goes in only if the failed
+ * batches left nothing behind.
+ */
+static void test_engine_post_send_all(void)
+{
+	struct pair_opts o;
+	struct eng_send_wr w[8];
+	struct eng_sge sge;
+	uint8_t buf[64] = {0};
+	struct eng_mr *mr;
+	struct side s;
+	int bad;
+
+	pair_default_opts(&o);
+	o.sq = 8; /* a power of two: the queue holds exactly 8 */
+	REQUIRE(side_open(&s, &o) == 0);
+	mr = eng_mr_reg(s.pd, buf, sizeof(buf), (uintptr_t)buf, ENG_ACCESS_LOCAL_WRITE);
+	REQUIRE(mr);
+	sge = (struct eng_sge){(uintptr_t)buf, 8, eng_mr_key(mr)};
+	memset(w, 0, sizeof(w));
+	for (int i = 0; i < 8; i++) {
+		w[i].wr_id = (uint64_t)i;
+		w[i].opcode = ENG_WR_SEND;
+		w[i].flags = ENG_SEND_SIGNALED;
+		w[i].sg_list = &sge;
+		w[i].num_sge = 1;
+	}
+	CHECK_INT(eng_post_send(s.qp, w, 5, &bad), 0);
+	/* Room for 3: a batch of 4 is refused whole. */
+	CHECK_INT(eng_post_send_all(s.qp, w, 4, &bad), ENOMEM);
+	CHECK_INT(bad, 3);
+	/* A bad WR second in the list: refused whole, the first not queued either. */
+	w[1].num_sge = 99;
+	CHECK_INT(eng_post_send_all(s.qp, w, 3, &bad), EINVAL);
+	CHECK_INT(bad, 1);
+	w[1].num_sge = 1;
+	/* Exactly the room left: all 3 go in, and then the queue is full. */
+	CHECK_INT(eng_post_send_all(s.qp, w, 3, &bad), 0);
+	CHECK_INT(eng_post_send(s.qp, w, 1, &bad), ENOMEM);
+	CHECK_INT(eng_mr_dereg(mr), 0);
+	side_close(&s);
+}
+
 T_MAIN(T_CASE(test_engine_fork), T_CASE(test_engine_reads_fence_invalidate), T_CASE(test_engine_srq),
        T_CASE(test_engine_unmapped_target), T_CASE(test_engine_send_recv), T_CASE(test_engine_write_read_one_sided),
        T_CASE(test_engine_pipeline), T_CASE(test_engine_bad_rkey_terminates),
        T_CASE(test_engine_send_without_recv), T_CASE(test_engine_disconnect),
-       T_CASE(test_engine_channel), T_CASE(test_engine_mpa_variants))
+       T_CASE(test_engine_channel), T_CASE(test_engine_mpa_variants),
+       T_CASE(test_engine_post_send_all))
