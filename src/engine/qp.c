@@ -589,16 +589,15 @@ static int check_send_wr(const struct eng_qp *qp, const struct eng_send_wr *w)
 	default:
 		return EINVAL;
 	}
+	/* Before reading sg_list: it may hold only as many entries as the QP allows. */
+	if (!(w->flags & ENG_SEND_INLINE) && (uint32_t)w->num_sge > qp->cap.max_send_sge)
+		return EINVAL;
 	for (int i = 0; i < w->num_sge; i++)
 		len += w->sg_list[i].length;
 	if (len > UINT32_MAX)
 		return EINVAL;
-	if (w->flags & ENG_SEND_INLINE) {
-		if (len > qp->cap.max_inline_data)
-			return EINVAL;
-	} else if ((uint32_t)w->num_sge > qp->cap.max_send_sge) {
+	if ((w->flags & ENG_SEND_INLINE) && len > qp->cap.max_inline_data)
 		return EINVAL;
-	}
 	return 0;
 }
 
