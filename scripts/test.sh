@@ -41,7 +41,7 @@ cmake --build build-asan -j "$jobs"
 step "tests (ASan+UBSan build)"
 # Not the "slow" label: the default rstream/riostream sweeps, 100 000-round ping-pongs (and
 # riostream's programs spin on memory while the engine's progress threads need the same two
-# cores to place their data), take a time the scheduler sets: 100-190 s each here under ASan
+# cores to place their data), take a time the scheduler sets: 100-225 s each here under ASan
 # with another test beside them, and one CI run of riostream's did not end in 30 minutes. The
 # normal build above runs them; here the same programs run with their custom sizes.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

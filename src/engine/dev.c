@@ -255,9 +255,9 @@ void eng_device_query(const struct eng_device *dev, struct eng_device_attr *a)
 	/*
 	 * RFC 7306 atomics (when a connection negotiates them, PROTOCOL.md §6.5) run under one
 	 * process-wide lock (qp_rx.c: atomic_execute): atomic among all remote atomics this
-	 * process executes, whichever QP or thread, which is what IBV_ATOMIC_HCA promises. They are not
-	 * atomic against RDMA WRITEs or READs of the same word (nor does RFC 7306 ask it), so
-	 * IBV_ATOMIC_GLOB is not claimed.
+	 * process executes, whichever QP or thread, which is what IBV_ATOMIC_HCA promises. They
+	 * are not atomic against RDMA WRITEs or READs of the same word (nor does RFC 7306 ask
+	 * it), so IBV_ATOMIC_GLOB is not claimed.
 	 */
 	a->atomic_cap = eng_rfc7306_env() == ENG_RFC7306_OFF ? 0 : 1;
 	a->num_comp_vectors = 1;

@@ -448,6 +448,11 @@ void eng_qp_poll_progress(struct eng_qp *qp, struct eng_reader *rd);
 extern const struct siw_rx_ops eng_rx_ops;
 /* qp.c */
 void eng_qp_fail(struct eng_qp *qp, int err); /* progress thread */
+/*
+ * A registered buffer the application unmapped while in use (a bug: user memory is not pinned)
+ * met by "placing into", "sending from"...: logged; returns the local catastrophic error.
+ */
+int eng_qp_unmapped(const struct eng_qp *qp, const char *what);
 void eng_qp_request_fail(struct eng_qp *qp, int err); /* any thread */
 void eng_qp_start(struct eng_qp *qp);		/* progress thread, ENG_CMD_QP_START */
 void eng_qp_want_write(struct eng_qp *qp, bool on); /* qp->lock held */

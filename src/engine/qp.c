@@ -248,6 +248,14 @@ static bool wants_terminate(int err)
 	return err && err != SIW_ERR_TERMINATED && err != SIW_ERR_CLOSED && err != SIW_ERR_STATE;
 }
 
+int eng_qp_unmapped(const struct eng_qp *qp, const char *what)
+{
+	eng_err("QP %u: %s unmapped memory (a registered buffer was freed while in use?)", qp->qpn,
+		what);
+	return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
+			    TERM_ECODE_RDMAP_UNSPECIFIED);
+}
+
 void eng_qp_fail(struct eng_qp *qp, int err)
 {
 	const struct eng_cm_ops *ops = NULL;

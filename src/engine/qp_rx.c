@@ -125,11 +125,7 @@ static int place_pieces(struct eng_qp *qp, unsigned n, size_t bytes)
 		if (r < 0 && place_safe_unavailable(errno)) {
 			/* copy below */
 		} else if (r != (ssize_t)bytes) {
-			eng_err("QP %u: placing into unmapped memory (a registered buffer was freed "
-				"while in use?)",
-				qp->qpn);
-			return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
-					    TERM_ECODE_RDMAP_UNSPECIFIED);
+			return eng_qp_unmapped(qp, "placing into");
 		}
 	}
 	if (eng_place_mode == ENG_PLACE_COPY)
@@ -406,6 +402,27 @@ static uint64_t atomic_result(const struct siw_atomic_req *a, uint64_t old)
 	return old;
 }
 
+/* SIW_PLACE=safe: 0, -1 (the word is not mapped) or 1 (the system forbids it: copy mode now). */
+static int atomic_vm(const struct eng_qp *qp, const struct siw_atomic_req *a, uint64_t *orig)
+{
+	uint64_t old, new;
+	struct iovec local = {.iov_base = &old, .iov_len = 8};
+	struct iovec remote = {.iov_base = a->target, .iov_len = 8};
+	ssize_t r = process_vm_readv(qp->ctx->pid, &local, 1, &remote, 1, 0);
+
+	if (r == 8) {
+		new = atomic_result(a, old);
+		local.iov_base = &new;
+		if (new != old)
+			r = process_vm_writev(qp->ctx->pid, &local, 1, &remote, 1, 0);
+	}
+	if (r == 8) {
+		*orig = old;
+		return 0;
+	}
+	return r < 0 && place_safe_unavailable(errno) ? 1 : -1;
+}
+
 /*
  * Executes an Atomic Request on its (checked, 8-aligned) target and returns the value before it
  * in *orig; returns -1 if the word is not mapped. Atomic against every other remote atomic of
@@ -417,48 +434,29 @@ static uint64_t atomic_result(const struct siw_atomic_req *a, uint64_t old)
  * placement into it, not a crash (2 system calls per atomic). With SIW_PLACE=copy, or where
  * the system forbids those calls, __atomic operations on the word itself.
  */
-static int atomic_execute(struct eng_qp *qp, const struct siw_atomic_req *a, uint64_t *orig)
+static int atomic_execute(const struct eng_qp *qp, const struct siw_atomic_req *a, uint64_t *orig)
 {
 	uint64_t *p = (uint64_t *)(void *)a->target;
 	uint64_t old, new;
-	int ret = 0;
+	int ret = 1;
 
 	pthread_mutex_lock(&eng_atomic_lock);
-	if (eng_place_mode == ENG_PLACE_SAFE) {
-		struct iovec local = {.iov_base = &old, .iov_len = 8};
-		struct iovec remote = {.iov_base = p, .iov_len = 8};
-		ssize_t r = process_vm_readv(qp->ctx->pid, &local, 1, &remote, 1, 0);
-		int e = errno;
-
-		if (r == 8) {
+	if (eng_place_mode == ENG_PLACE_SAFE)
+		ret = atomic_vm(qp, a, orig);
+	if (ret == 1) {
+		/* Copy mode (nothing was written above). __atomic: atomic for the CPU too. */
+		old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+		do {
 			new = atomic_result(a, old);
-			local.iov_base = &new;
-			if (new != old) {
-				r = process_vm_writev(qp->ctx->pid, &local, 1, &remote, 1, 0);
-				e = errno;
-			}
-		}
-		if (r == 8) {
-			*orig = old;
-		} else if (!(r < 0 && place_safe_unavailable(e))) {
-			ret = -1;
-		}
-		if (r == 8 || ret) {
-			pthread_mutex_unlock(&eng_atomic_lock);
-			return ret;
-		}
+			if (new == old)
+				break;
+		} while (!__atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_SEQ_CST,
+						      __ATOMIC_SEQ_CST));
+		*orig = old;
+		ret = 0;
 	}
-	/* Nothing was written above if we get here. __atomic: atomic for the CPU too. */
-	old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
-	do {
-		new = atomic_result(a, old);
-		if (new == old)
-			break;
-	} while (!__atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_SEQ_CST,
-					      __ATOMIC_SEQ_CST));
-	*orig = old;
 	pthread_mutex_unlock(&eng_atomic_lock);
-	return 0;
+	return ret;
 }
 
 static int rx_atomic_req(void *user, const struct siw_atomic_req *a)
@@ -490,13 +488,8 @@ static int rx_atomic_req(void *user, const struct siw_atomic_req *a)
 	e->req.msn = a->msn;
 	e->atomic = true;
 	e->req_id = a->req_id;
-	if (atomic_execute(qp, a, &e->orig)) {
-		eng_err("QP %u: atomic on unmapped memory (a registered buffer was freed while in "
-			"use?)",
-			qp->qpn);
-		return SIW_ERR_TERM(TERM_LAYER_RDMAP, TERM_ETYPE_RDMAP_CATASTROPHIC,
-				    TERM_ECODE_RDMAP_UNSPECIFIED);
-	}
+	if (atomic_execute(qp, a, &e->orig))
+		return eng_qp_unmapped(qp, "an atomic on");
 	atomic_store_explicit(&qp->irq_tail, t + 1, memory_order_release);
 	qp->tx_kick = true;
 	return 0;
@@ -668,15 +661,8 @@ static int rx_read(struct eng_qp *qp, unsigned budget)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return 0;
-			if (errno == EFAULT) {
-				eng_err("QP %u: placing into unmapped memory (a registered buffer "
-					"was freed while in use?)",
-					qp->qpn);
-				return siw_rx_fail(&qp->rx,
-						   SIW_ERR_TERM(TERM_LAYER_RDMAP,
-								TERM_ETYPE_RDMAP_CATASTROPHIC,
-								TERM_ECODE_RDMAP_UNSPECIFIED));
-			}
+			if (errno == EFAULT)
+				return siw_rx_fail(&qp->rx, eng_qp_unmapped(qp, "placing into"));
 			eng_info("QP %u: connection lost: %s", qp->qpn, strerror(errno));
 			return SIW_ERR_CLOSED;
 		}

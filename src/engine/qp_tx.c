@@ -68,6 +68,13 @@ static bool wr_is_rfc7306(uint8_t op)
 	return wr_is_atomic(op) || op == ENG_WR_SEND_WITH_IMM || op == ENG_WR_RDMA_WRITE_WITH_IMM;
 }
 
+/* Moves sq_done past the WRs at the front of the SQ that are done (their slots free again). */
+static void sq_done_advance(struct eng_qp *qp)
+{
+	while (qp->sq_done != qp->sq_head && sq_entry(qp, qp->sq_done)->done)
+		qp->sq_done++;
+}
+
 /* A send WR the local side got wrong: complete it in error and fail the QP (verbs semantics). */
 static int wqe_local_error(struct eng_qp *qp, struct eng_wqe *w, uint8_t status)
 {
@@ -127,8 +134,7 @@ static int sq_local_op(struct eng_qp *qp, struct eng_wqe *w)
 	}
 	w->done = 1;
 	qp->sq_head++;
-	while (qp->sq_done != qp->sq_head && sq_entry(qp, qp->sq_done)->done)
-		qp->sq_done++;
+	sq_done_advance(qp);
 	if (err) {
 		eng_err("QP %u: %s of STag 0x%x failed (error %d); the QP goes to error", qp->qpn,
 			w->opcode == ENG_WR_LOCAL_INV ? "local invalidate" : "memory window bind",
@@ -284,8 +290,7 @@ static int tx_pick(struct eng_qp *qp)
 		 * done when their request is picked: they complete when their response arrives,
 		 * after local operations posted behind them, as with the kernel's siw.)
 		 */
-		while (qp->sq_done != qp->sq_head && sq_entry(qp, qp->sq_done)->done)
-			qp->sq_done++;
+		sq_done_advance(qp);
 		if (qp->sq_done != qp->sq_head && qp->ntxc)
 			return TXK_NONE;
 		do {
@@ -535,8 +540,7 @@ static void tx_complete(struct eng_qp *qp)
 			w->done = 1;
 		}
 	}
-	while (qp->sq_done != qp->sq_head && sq_entry(qp, qp->sq_done)->done)
-		qp->sq_done++;
+	sq_done_advance(qp);
 }
 
 int eng_qp_tx_run(struct eng_qp *qp, unsigned budget)
@@ -556,14 +560,8 @@ int eng_qp_tx_run(struct eng_qp *qp, unsigned budget)
 					eng_qp_want_write(qp, true);
 					return 0;
 				}
-				if (errno == EFAULT) {
-					eng_err("QP %u: sending from unmapped memory (a registered "
-						"buffer was freed?)",
-						qp->qpn);
-					return SIW_ERR_TERM(TERM_LAYER_RDMAP,
-							    TERM_ETYPE_RDMAP_CATASTROPHIC,
-							    TERM_ECODE_RDMAP_UNSPECIFIED);
-				}
+				if (errno == EFAULT)
+					return eng_qp_unmapped(qp, "sending from");
 				return SIW_ERR_CLOSED;
 			}
 			if (ENG_CAP_ON()) /* observability hook: SIW_CAPTURE (obs.h) */

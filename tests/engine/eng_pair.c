@@ -11,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "mpa.h"
+#include "term.h"
+#include "test.h"
 
 static long long ms_now(void)
 {
@@ -178,6 +181,15 @@ static void side_fini(struct side *s)
 		eng_pd_free(s->pd);
 	if (s->ctx && eng_ctx_close(s->ctx))
 		fprintf(stderr, "eng_ctx_close: objects left\n");
+}
+
+void check_catastrophic_end(struct side *target, struct side *peer)
+{
+	CHECK_INT(wait_flag(&target->closed, 5000), 0);
+	CHECK(siw_err_is_term(target->close_err));
+	CHECK_INT(siw_err_term_layer(target->close_err), TERM_LAYER_RDMAP);
+	CHECK_INT(siw_err_term_etype(target->close_err), TERM_ETYPE_RDMAP_CATASTROPHIC);
+	CHECK_INT(wait_flag(&peer->closed, 5000), 0);
 }
 
 int side_open(struct side *s, const struct pair_opts *o)

@@ -30,6 +30,11 @@ void pair_destroy(struct side *a, struct side *b);
 /* One side alone, its QP not connected (WRs posted to it wait in its queues). */
 int side_open(struct side *s, const struct pair_opts *o);
 void side_close(struct side *s);
+/*
+ * Checks (test.h CHECK) that target ended its connection with the local catastrophic
+ * TERMINATE (what a registered buffer freed while in use gives) and that its peer closed too.
+ */
+void check_catastrophic_end(struct side *target, struct side *peer);
 /* Polls cq until n completions arrived or timeout_ms passed; returns the count. */
 int poll_n(struct eng_cq *cq, struct eng_cqe *out, int n, int timeout_ms);
 /* Waits until *flag becomes non-zero (bounded). */

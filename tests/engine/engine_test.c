@@ -429,11 +429,7 @@ static void test_engine_unmapped_target(void)
 		CHECK_INT(post_send1(A.qp, ENG_WR_RDMA_WRITE, 1, a, sizes[i], amr, (uintptr_t)t,
 				     eng_mr_key(tmr), 0),
 			  0);
-		CHECK_INT(wait_flag(&B.closed, 5000), 0);
-		CHECK(siw_err_is_term(B.close_err));
-		CHECK_INT(siw_err_term_layer(B.close_err), TERM_LAYER_RDMAP);
-		CHECK_INT(siw_err_term_etype(B.close_err), TERM_ETYPE_RDMAP_CATASTROPHIC);
-		CHECK_INT(wait_flag(&A.closed, 5000), 0);
+		check_catastrophic_end(&B, &A);
 		eng_mr_dereg(amr);
 		eng_mr_dereg(tmr);
 		pair_destroy(&A, &B);

@@ -131,9 +131,9 @@ def cases():
                   "others complete; no leak, no hang", "partial", mib=0, conns=100, chunk=4096,
                   depth=2, server_args=["--nofile", "64"], client_args=["--seconds", "3"],
                   # Requests the server cannot take at once can wait until its first
-                  # connections end (3 s of data; 20 s in one run under ASan beside other
-                  # tests, past the 10 s MPA reply timeout: a reply crossing the client's
-                  # give-up failed 7 connections on both sides).
+                  # connections end: 3 s of data, but one run under ASan beside other tests
+                  # took 23 s, past the 10 s MPA reply timeout, and 7 replies crossing the
+                  # client's give-up failed those connections on both sides.
                   env={"SIW_MPA_TIMEOUT_MS": "30000"}))
     L.append(Case("kill_client", "peer", "client SIGKILLed mid-transfer", "fail", mib=256,
                   fault="kill_client", fail_sides=("server",), bound_s=5.0, repeat=rep))

@@ -77,14 +77,24 @@ pick_port() {
 	echo "$p"
 }
 
-# start_server NAME PROGRAM ARGS...: under siw-run in the background, log NAME.log (stdout
-# line-buffered, so a log cut short by a kill still shows how far the program got).
-start_server() {
+# spawn NAME PROGRAM ARGS...: under siw-run in the background, log NAME.log (stdout
+# line-buffered, so a log cut short by a kill still shows how far the program got); sets pid.
+spawn() {
 	name=$1
 	shift
 	timeout -k 10 "$APP_TIMEOUT" stdbuf -oL "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
-	server_pid=$!
-	pids="$pids $server_pid"
+	pid=$!
+	pids="$pids $pid"
+}
+
+start_server() {
+	spawn "$@"
+	server_pid=$pid
+}
+
+start_client() {
+	spawn "$@"
+	client_pid=$pid
 }
 
 # Is process $1 running (an exited child stays a zombie until waited for: kill -0 says yes)?
@@ -104,15 +114,6 @@ wait_listen() {
 	done
 }
 
-# start_client NAME PROGRAM ARGS...: like start_server, for the other side (client_pid).
-start_client() {
-	name=$1
-	shift
-	timeout -k 10 "$APP_TIMEOUT" stdbuf -oL "$SIW_RUN" "$@" >"$workdir/$name.log" 2>&1 &
-	client_pid=$!
-	pids="$pids $client_pid"
-}
-
 # wait_both: until server and client have exited; sets server_rc and client_rc. riostream
 # spins on memory for its peer's data with no timeout, so a side whose peer died would spin
 # until APP_TIMEOUT and show nothing: once one side has exited, the other gets GRACE seconds
@@ -120,33 +121,26 @@ start_client() {
 wait_both() {
 	server_rc=
 	client_rc=
-	first=
-	i=0
+	left=$((${GRACE:-60} * 10)) # tenths of a second, counted once a side has exited
 	while [ -z "$server_rc" ] || [ -z "$client_rc" ]; do
-		if [ -z "$server_rc" ] && ! alive "$server_pid"; then
-			server_rc=0
-			wait "$server_pid" || server_rc=$?
-		fi
-		if [ -z "$client_rc" ] && ! alive "$client_pid"; then
-			client_rc=0
-			wait "$client_pid" || client_rc=$?
-		fi
-		if [ -n "$server_rc$client_rc" ] && [ -z "$first" ]; then
-			first=$i
-		fi
-		if [ -n "$first" ] && [ $((i - first)) -gt $((${GRACE:-60} * 10)) ]; then
-			for side in server client; do
-				eval "p=\$${side}_pid r=\$${side}_rc"
-				if [ -z "$r" ]; then
-					kill "$p" 2>/dev/null || true
-					wait "$p" 2>/dev/null || true
-					echo "(killed: still running ${GRACE:-60} s after its peer exited)" \
-						>>"$workdir/$side.log"
-					eval "${side}_rc=124"
-				fi
-			done
-		fi
-		i=$((i + 1))
+		for side in server client; do
+			eval "p=\$${side}_pid r=\$${side}_rc"
+			[ -z "$r" ] || continue
+			if ! alive "$p"; then
+				r=0
+				wait "$p" || r=$?
+			elif [ "$left" -le 0 ]; then
+				kill "$p" 2>/dev/null || true
+				wait "$p" 2>/dev/null || true
+				echo "(killed: still running ${GRACE:-60} s after its peer exited)" \
+					>>"$workdir/$side.log"
+				r=124
+			else
+				continue
+			fi
+			eval "${side}_rc=$r"
+		done
+		[ -z "$server_rc$client_rc" ] || left=$((left - 1))
 		sleep 0.1
 	done
 }

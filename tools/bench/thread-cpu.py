@@ -61,7 +61,7 @@ def main():
               f"  vcsw/s {(vol - vol0) / el:8.0f}  ivcsw/s {(nonvol - nonvol0) / el:7.0f}")
     out = proc.communicate()[0]
     for line in out.splitlines():
-        if line.split()[:1] and line.split()[0] in ("write", "read", "send"):
+        if line.split()[:1] in (["write"], ["read"], ["send"]):
             print(line)
     return proc.returncode
 
