@@ -268,6 +268,7 @@ static int rx_read_req(void *user, const struct siw_read_req *r)
 	struct eng_qp *qp = user;
 	unsigned t = atomic_load_explicit(&qp->irq_tail, memory_order_relaxed);
 	unsigned depth = qp->ird ? qp->ird : 1;
+	int err;
 
 	/* The RFC 6581 READ RTR needs no IRD credit of its own but still gets a response. */
 	if (t - atomic_load_explicit(&qp->irq_head, memory_order_acquire) >= depth &&
@@ -279,6 +280,15 @@ static int rx_read_req(void *user, const struct siw_read_req *r)
 		return SIW_ERR_TERM(TERM_LAYER_DDP, TERM_ETYPE_DDP_UNTAGGED,
 				    TERM_ECODE_DDP_U_INV_MSN_NOBUF);
 	}
+	/*
+	 * What came before it on the stream is in memory before the response can read it: once
+	 * the entry is published another thread (the progress thread, or one posting or busy
+	 * polling) may send the response at once, while staged WRITE data would otherwise wait
+	 * for the end of this read (RDMAP ordering; hostile.scenarios read back stale bytes).
+	 */
+	err = place_flush(qp);
+	if (err)
+		return err;
 	qp->irq[t % ENG_MAX_ORD].req = *r;
 	qp->irq[t % ENG_MAX_ORD].atomic = false;
 	atomic_store_explicit(&qp->irq_tail, t + 1, memory_order_release);
