@@ -378,7 +378,8 @@ static void on_closed(void *u, struct eng_qp *qp, int err)
 	struct conn *c = u;
 
 	(void)qp;
-	c->close_err = err;
+	/* Atomic: at shutdown conn_finish reads it while the QP may still be failing. */
+	__atomic_store_n(&c->close_err, err, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->closed, 1, __ATOMIC_RELEASE);
 	wake();
 }
